@@ -1,0 +1,120 @@
+"""The ``oodbench`` command line: parse arguments, call one function per command, print.
+
+No logic lives here. Every backend raises ``UserError`` for bad input, which ``main`` turns
+into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from oodbench import __version__
+from oodbench.errors import UserError
+
+app = typer.Typer(
+    name="oodbench",
+    help="Benchmark out-of-distribution detection for image classifiers (CE vs LogitNorm).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"oodbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """oodbench: train CE / LogitNorm models, score post-hoc OOD detectors, report against the paper."""
+
+
+RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Folder holding run directories.")]
+Root = Annotated[
+    Path | None, typer.Option("--root", help="Folder with dataset files (download/folder sets).")
+]
+Download = Annotated[
+    bool, typer.Option("--download", help="Allow downloading datasets (needs network).")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+@app.command()
+def datasets(root: Root = None) -> None:
+    """List every registered dataset, and whether it is available on this machine now."""
+    from oodbench.data.listing import datasets_table
+    from oodbench.console import print_table
+
+    print_table(datasets_table(root))
+
+
+@app.command()
+def detectors() -> None:
+    """List every registered post-hoc detector with its inputs, defaults and paper."""
+    from oodbench.console import print_table
+    from oodbench.detectors import detectors_table
+
+    print_table(detectors_table())
+
+
+def _coming(command: str, issue: str) -> None:
+    raise UserError(f"'oodbench {command}' is coming ({issue}); it is not built yet")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(ctx: typer.Context) -> None:
+    """Train a CE, LogitNorm or logit-penalty model on any timm backbone."""
+    _coming("train", "training issue")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def score(ctx: typer.Context) -> None:
+    """Score post-hoc detectors on a run's cached logits and features."""
+    _coming("score", "scoring issue")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def report(ctx: typer.Context) -> None:
+    """Render tables and plots from scored run directories, beside the paper's numbers."""
+    _coming("report", "report issue")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Run the whole benchmark: train CE and LogitNorm, score every detector, write a report."""
+    _coming("bench", "bench issue")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors with exit 2 for every bad input, never a traceback."""
+    try:
+        app(args=argv, prog_name="oodbench", standalone_mode=False)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except click.exceptions.ClickException as exc:
+        hint = " (see 'oodbench --help')"
+        print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Run configuration as frozen, validated dataclasses, saved as JSON in every run dir."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from oodbench.errors import UserError
+
+LOSS_NAMES = ("ce", "logitnorm", "logit-penalty")
+SCHEDULES = ("cosine", "multistep")
+DEVICES = ("auto", "cpu", "cuda")
+PROTOCOLS = ("full", "paper")
+POSITIVES = ("id", "ood")
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
+
+
+def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
+    bad = not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero)
+    if bad:
+        need = ">= 0" if allow_zero else "> 0"
+        raise UserError(f"{name} must be a finite number {need}, got {value}")
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one path component: no separators, no '..', not absolute."""
+    if not _RUN_NAME.match(name) or ".." in name:
+        raise UserError(
+            f"invalid run name {name!r}: use letters, digits and . _ = + - only "
+            "(no path separators, no '..')"
+        )
+    return name
+
+
+def resolve_in(base: Path, name: str) -> Path:
+    """``base / name`` after checking that ``name`` cannot escape ``base``."""
+    return base / check_run_name(name)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = "fashion-mnist"
+    model: str = "small_cnn"
+    loss: str = "ce"
+    tau: float = 0.04
+    penalty: float = 0.1  # lambda of the logit-penalty ablation
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    milestones: tuple[int, ...] = (80, 140)
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    val_size: int = 5000
+    subset: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+    crop_padding: int = 2
+    flip: bool = True
+    root: str | None = None
+    download: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_choice("--loss", self.loss, LOSS_NAMES)
+        check_choice("--schedule", self.schedule, SCHEDULES)
+        check_choice("--device", self.device, DEVICES)
+        check_positive("--tau", self.tau)
+        check_positive("--penalty", self.penalty, allow_zero=True)
+        check_positive("--epochs", self.epochs)
+        check_positive("--batch-size", self.batch_size)
+        check_positive("--lr", self.lr)
+        check_positive("--weight-decay", self.weight_decay, allow_zero=True)
+        check_positive("--val-size", self.val_size, allow_zero=True)
+        check_positive("--warmup-epochs", self.warmup_epochs, allow_zero=True)
+        check_positive("--crop-padding", self.crop_padding, allow_zero=True)
+        if self.subset is not None:
+            check_positive("--subset", self.subset)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "milestones" in values:
+            values["milestones"] = tuple(values["milestones"])
+        return cls(**values)
+
+    @property
+    def label(self) -> str:
+        """Human label used in reports: ``CE``, ``LogitNorm τ=0.04``."""
+        if self.loss == "logitnorm":
+            return f"LogitNorm τ={self.tau:g}"
+        if self.loss == "logit-penalty":
+            return f"Logit penalty λ={self.penalty:g}"
+        return "CE"
+
+    def default_name(self) -> str:
+        suffix = {"logitnorm": f"-t{self.tau:g}", "logit-penalty": f"-l{self.penalty:g}"}
+        return f"{self.dataset}-{self.model}-{self.loss}{suffix.get(self.loss, '')}"
