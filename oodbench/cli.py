@@ -104,14 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code or 0)
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        return 130
-    except click.exceptions.ClickException as exc:
-        hint = " (see 'oodbench --help')"
-        print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+    except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort) as exc:
+        if isinstance(exc, typer.Abort | click.exceptions.Abort):
+            print("aborted", file=sys.stderr)
+            return 130
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except Exception as exc:
+        # Usage errors (unknown option, bad value, no such command) from click or from the copy
+        # of click that newer typer releases vendor: both carry format_message and exit_code.
+        if not hasattr(exc, "format_message"):
+            raise
+        print(f"error: {exc.format_message()} (see 'oodbench --help')", file=sys.stderr)
         return 2
     return 0
 
