@@ -38,7 +38,7 @@ def _root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    """oodbench: train CE / LogitNorm models, score post-hoc OOD detectors, report against the paper."""
+    """oodbench: train CE / LogitNorm models, score OOD detectors, report against the paper."""
 
 
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Folder holding run directories.")]
@@ -54,8 +54,8 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 @app.command()
 def datasets(root: Root = None) -> None:
     """List every registered dataset, and whether it is available on this machine now."""
-    from oodbench.data.listing import datasets_table
     from oodbench.console import print_table
+    from oodbench.data.listing import datasets_table
 
     print_table(datasets_table(root))
 

@@ -20,6 +20,7 @@ def load(
 ) -> ImageSet:
     """Load a registered dataset split as an ImageSet (``geometry`` only for synthetic sets)."""
     spec = DATASETS.get(name)
-    req = LoadRequest(split=split, root=Path(root) if root else None, download=download,
-                      geometry=geometry)
+    req = LoadRequest(
+        split=split, root=Path(root) if root else None, download=download, geometry=geometry
+    )
     return spec.loader(req)

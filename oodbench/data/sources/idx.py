@@ -25,7 +25,9 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as fh:
             data = fh.read()
     except (OSError, EOFError) as exc:
-        raise UserError(f"cannot read IDX file {path}: {exc}; re-install or re-download it") from exc
+        raise UserError(
+            f"cannot read IDX file {path}: {exc}; re-install or re-download it"
+        ) from exc
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise UserError(f"{path} is not an unsigned-byte IDX file (bad magic); replace the file")
     ndim = data[3]
@@ -95,8 +97,11 @@ def _load_fashion(req: LoadRequest) -> ImageSet:
         target = req.root or Path.home() / ".cache" / "oodbench" / "downloads"
         FashionMNIST(str(target), train=req.split == "train", download=True)
         return load_idx_imageset(
-            target / "FashionMNIST" / "raw", req.split, "fashion-mnist",
-            FASHION_MNIST_MEAN, FASHION_MNIST_STD,
+            target / "FashionMNIST" / "raw",
+            req.split,
+            "fashion-mnist",
+            FASHION_MNIST_MEAN,
+            FASHION_MNIST_STD,
         )
     raise UserError(
         "fashion-mnist not found: run 'apt-get install dataset-fashion-mnist' (or 'make data'), "
