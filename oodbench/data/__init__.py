@@ -1,14 +1,25 @@
-"""Datasets as ImageSets: ``load(name, split)`` and the registry behind ``oodbench datasets``."""
+"""Datasets as ImageSets: ``load``, ``adapt`` and the registry behind ``oodbench datasets``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from oodbench.data import sources  # noqa: F401  (registers every source)
+from oodbench.data.adapt import adapt
 from oodbench.data.imageset import ImageSet
 from oodbench.data.registry import DATASETS, DatasetSpec, LoadRequest
 
-__all__ = ["DATASETS", "DatasetSpec", "ImageSet", "LoadRequest", "load"]
+__all__ = ["DATASETS", "OFFLINE_OOD", "DatasetSpec", "ImageSet", "LoadRequest", "adapt", "load"]
+
+# The OOD sets every machine with `make data` has: the benchmark that runs offline.
+OFFLINE_OOD = (
+    "mnist-5k",
+    "notmnist-fonts",
+    "world-scripts",
+    "textures-openarena",
+    "gaussian",
+    "uniform",
+)
 
 
 def load(
@@ -21,6 +32,9 @@ def load(
     """Load a registered dataset split as an ImageSet (``geometry`` only for synthetic sets)."""
     spec = DATASETS.get(name)
     req = LoadRequest(
-        split=split, root=Path(root) if root else None, download=download, geometry=geometry
+        split=split,
+        root=Path(root).expanduser() if root else None,
+        download=download,
+        geometry=geometry,
     )
     return spec.loader(req)

