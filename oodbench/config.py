@@ -112,3 +112,50 @@ class TrainConfig:
     def default_name(self) -> str:
         suffix = {"logitnorm": f"-t{self.tau:g}", "logit-penalty": f"-l{self.penalty:g}"}
         return f"{self.dataset}-{self.model}-{self.loss}{suffix.get(self.loss, '')}"
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """What ``oodbench score`` does: which run, detectors, OOD sets, protocol and convention.
+
+    ``run_dir`` None = the most recently trained run under ``runs_dir``; ``ood`` empty = every
+    offline OOD set available; ``detectors`` may hold "all". ``k`` and ``temperature`` (None =
+    each detector's default) go to the chosen detectors that take them.
+    """
+
+    run_dir: str | None = None
+    runs_dir: str = "runs"
+    detectors: tuple[str, ...] = ("energy",)
+    ood: tuple[str, ...] = ()
+    protocol: str = "full"
+    positive: str = "id"
+    k: int | None = None
+    temperature: float | None = None
+    batch_size: int = 512
+    device: str = "auto"
+    root: str | None = None
+    download: bool = False
+    overwrite: bool = False
+    paper_draws: int = 10
+    paper_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("--protocol", self.protocol, PROTOCOLS)
+        check_choice("--positive", self.positive, POSITIVES)
+        check_choice("--device", self.device, DEVICES)
+        check_positive("--batch-size", self.batch_size)
+        check_positive("paper_draws", self.paper_draws)
+        if not self.detectors:
+            raise UserError("choose at least one --detector (or --detector all)")
+        k = self.k
+        if k is not None and (isinstance(k, bool) or int(k) != k or k <= 0):
+            raise UserError(f"--k must be a whole number >= 1, got {self.k}")
+        if self.temperature is not None:
+            check_positive("--temperature", self.temperature)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def convention(self) -> str:
+        return f"{self.positive}-positive"
