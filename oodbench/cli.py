@@ -85,10 +85,55 @@ def score(ctx: typer.Context) -> None:
     _coming("score", "scoring issue")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def report(ctx: typer.Context) -> None:
+@app.command()
+def report(
+    run_dirs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Scored run dirs (or folders of runs); default: all under --runs-dir."),
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="rich (colour), markdown, csv or json.")
+    ] = "rich",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
+    plots: Annotated[Path | None, typer.Option("--plots", help="Write PNG plots here.")] = None,
+    reference: Annotated[
+        Path | None, typer.Option("--reference", help="CSV of extra/overriding published rows.")
+    ] = None,
+    detector: Annotated[
+        list[str] | None, typer.Option("--detector", "-d", help="Only these detectors.")
+    ] = None,
+    ood: Annotated[list[str] | None, typer.Option("--ood", help="Only these OOD sets.")] = None,
+    convention: Annotated[
+        str | None, typer.Option("--convention", help="id-positive or ood-positive rows only.")
+    ] = None,
+    protocol: Annotated[
+        str | None, typer.Option("--protocol", help="paper or full rows only.")
+    ] = None,
+    plot_detector: Annotated[
+        str, typer.Option("--plot-detector", help="Detector for histograms and ROC curves.")
+    ] = "msp",
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
     """Render tables and plots from scored run directories, beside the paper's numbers."""
-    _coming("report", "report issue")
+    from oodbench.report import render
+
+    text = render(
+        run_dirs or [],
+        fmt,
+        out=out,
+        plots=plots,
+        reference=reference,
+        detectors=detector,
+        oods=ood,
+        runs_dir=runs_dir,
+        convention=convention,
+        protocol=protocol,
+        plot_detector=plot_detector,
+    )
+    if out is not None:
+        typer.echo(f"wrote {out}", err=True)
+    elif fmt != "rich":
+        typer.echo(text, nl=False)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -1,0 +1,78 @@
+"""``oodbench report``: tables (rich / markdown / csv / json) and plots from scored run dirs.
+
+Reads only run directories (metrics.csv, summary.json, history.csv, scores/, cache/), so a
+report can be made anywhere the run folders are copied to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from oodbench.errors import UserError
+from oodbench.io import atomic_write_text
+from oodbench.report.build import Report, build
+from oodbench.report.formats import (
+    FORMATS,
+    check_format,
+    rich_renderable,
+    to_csv,
+    to_json,
+    to_markdown,
+    to_plain_text,
+)
+
+__all__ = ["FORMATS", "Report", "build", "render"]
+
+
+def render(
+    run_dirs: list[Path],
+    fmt: str = "rich",
+    *,
+    out: Path | None = None,
+    plots: Path | None = None,
+    reference: Path | None = None,
+    detectors: list[str] | None = None,
+    oods: list[str] | None = None,
+    runs_dir: Path = Path("runs"),
+    convention: str | None = None,
+    protocol: str | None = None,
+    plot_detector: str = "msp",
+) -> str:
+    """Build the report and return its text; write it to ``out`` (atomically) when given.
+
+    With ``fmt="rich"`` and no ``out`` the report is printed in colour and the plain text is
+    returned. ``plots`` is a folder for the PNGs, which the markdown links relative to ``out``.
+    """
+    check_format(fmt)
+    report = build(run_dirs, runs_dir, detectors, oods, reference, convention, protocol)
+    if plots is not None:
+        report.plots = _plots(report, plots, plot_detector)
+    text = _text(report, fmt, out)
+    if out is not None:
+        if out.is_dir():
+            raise UserError(f"--out {out} is a folder; give a file name such as {out}/report.md")
+        atomic_write_text(out, text)
+    elif fmt == "rich":
+        from oodbench.console import stdout
+
+        stdout.print(rich_renderable(report))
+    return text
+
+
+def _plots(report: Report, folder: Path, detector: str) -> list[tuple[str, Path]]:
+    from oodbench.report.plots import write_plots
+
+    if detector not in report.detectors:
+        detector = report.detectors[0]  # the asked-for detector was filtered out: use the first
+    oods = list(dict.fromkeys(report.tidy.loc[report.tidy["detector"] == detector, "ood_dataset"]))
+    return write_plots(report.groups, oods, detector, folder)
+
+
+def _text(report: Report, fmt: str, out: Path | None) -> str:
+    if fmt == "markdown":
+        return to_markdown(report, (out.parent if out else Path.cwd()).absolute())
+    if fmt == "csv":
+        return to_csv(report)
+    if fmt == "json":
+        return to_json(report)
+    return to_plain_text(report)

@@ -1,0 +1,342 @@
+"""Assemble the report: load runs, check conventions, aggregate, join references, lay out tables.
+
+Reading order for a researcher: which runs, the per-detector average (the headline), the CE vs
+LogitNorm deltas and calibration, the paper's numbers, then the per-OOD-set detail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from oodbench.report import reference as refs
+from oodbench.report import tables as T
+from oodbench.report.formats import Cell, TableSpec, num
+from oodbench.report.load import Run, expand, load_runs
+
+SUMMARY_KEYS = (
+    ("id_accuracy", "ID accuracy", False),
+    ("ece", "ECE", True),
+    ("ece_ts", "ECE (temperature-scaled)", True),
+    ("temperature", "Temperature T", None),
+)  # (key, label, lower is better; None: no direction)
+
+
+@dataclass
+class Report:
+    runs: list[Run]
+    groups: list[T.Group]
+    tidy: pd.DataFrame  # one row per (run, detector, OOD set), with reference columns
+    cells: pd.DataFrame  # aggregated over seeds, with Average rows
+    protocol: str
+    convention: str
+    common_oods: dict[str, list[str]]
+    comparison: pd.DataFrame | None = None
+    changes: pd.DataFrame | None = None
+    header: list[str] = field(default_factory=list)
+    sections: list[tuple[str, list[TableSpec]]] = field(default_factory=list)
+    references: list[tuple[str, str]] = field(default_factory=list)  # (source, citation)
+    plots: list[tuple[str, Path]] = field(default_factory=list)
+
+    @property
+    def detectors(self) -> list[str]:
+        return list(dict.fromkeys(self.tidy["detector"]))
+
+    def groups_json(self) -> list[dict[str, Any]]:
+        out = []
+        for g in self.groups:
+            stats = {k: g.summary_stat(k) for k, _, _ in SUMMARY_KEYS}
+            out.append(
+                {
+                    "label": g.label,
+                    "loss": g.loss,
+                    "model": g.model,
+                    "id_dataset": g.id_dataset,
+                    "n_seeds": g.n,
+                    "runs": [str(r.path) for r in g.runs],
+                    "seeds": [r.seed for r in g.runs],
+                    "summary": {
+                        k: None if v is None else {"mean": v[0], "std": _none(v[1])}
+                        for k, v in stats.items()
+                    },
+                }
+            )
+        return out
+
+
+def _none(x: float) -> float | None:
+    return None if not np.isfinite(x) else x
+
+
+def build(
+    run_dirs: list[Path],
+    runs_dir: Path = Path("runs"),
+    detectors: list[str] | None = None,
+    oods: list[str] | None = None,
+    reference: Path | None = None,
+    convention: str | None = None,
+    protocol: str | None = None,
+) -> Report:
+    runs, frame = load_runs(expand(run_dirs, runs_dir))
+    frame = T.select(frame, detectors, oods, convention, protocol)
+    proto, conv = T.check_one_convention(frame)
+    frame = T.add_aupr(frame)
+    runs = [r for r in runs if str(r.path) in set(frame["run"])]
+    groups = T.make_groups(runs)
+    with_avg, common = T.with_averages(frame)
+    cells = T.aggregate(with_avg, groups)
+    ref = refs.load_reference(reference)
+    report = Report(runs, groups, _join_reference(frame, runs, ref), cells, proto, conv, common)
+    _layout(report, ref)
+    return report
+
+
+def _join_reference(frame: pd.DataFrame, runs: list[Run], ref: pd.DataFrame) -> pd.DataFrame:
+    """Tidy rows plus the matching published value (same ID set, model, loss, detector, OOD)."""
+    by_path = {str(r.path): r for r in runs}
+    frame = frame.copy()
+    for col in ("ref_fpr95", "ref_auroc", "ref_aupr", "ref_source"):
+        frame[col] = np.nan if col != "ref_source" else ""
+    for idx, row in frame.iterrows():
+        run = by_path[row["run"]]
+        hit = refs.lookup(
+            refs.matching(ref, run.id_dataset, run.model, run.loss),
+            row["detector"],
+            row["ood_dataset"],
+        )
+        if hit is not None:
+            frame.loc[idx, ["ref_fpr95", "ref_auroc", "ref_aupr"]] = hit[list(refs.VALUES)].values
+            frame.loc[idx, "ref_source"] = hit["source"]
+    frame["label"] = frame["run"].map({k: r.label for k, r in by_path.items()})
+    frame["loss"] = frame["run"].map({k: r.loss for k, r in by_path.items()})
+    # tau only means something for LogitNorm; a CE config still carries the default.
+    taus = {k: r.tau if r.loss == "logitnorm" else np.nan for k, r in by_path.items()}
+    frame["tau"] = frame["run"].map(taus)
+    return frame
+
+
+# --- layout -------------------------------------------------------------------------------
+
+
+def _layout(report: Report, ref: pd.DataFrame) -> None:
+    report.header = _header(report)
+    used: dict[tuple[str, str], None] = {}  # (source, note) in first-use order
+    sections = [("Runs", [_runs_table(report)])]
+    sections.append(("Average over OOD sets, per detector", [_average_table(report, ref, used)]))
+    pair = T.ce_logitnorm_pair(report.groups)
+    if pair:
+        sections.append(
+            (f"{pair[0].label} vs {pair[1].label}", _pair_tables(report, ref, pair, used))
+        )
+    detail = [_per_ood_table(report, ref, det, used) for det in report.detectors]
+    sections.append(("Per OOD set", detail))
+    report.sections = sections
+    report.references = sorted(used)
+
+
+def _header(report: Report) -> list[str]:
+    n_runs = sum(g.n for g in report.groups)
+    return [
+        f"{n_runs} run(s) in {len(report.groups)} column(s); values in %, "
+        "↓ lower is better, ↑ higher is better; the best value of each row is in bold.",
+        f"Protocol: {T.PROTOCOL_TEXT.get(report.protocol, report.protocol)}.",
+        f"Positive class: {T.CONVENTION_TEXT.get(report.convention, report.convention)}.",
+        "± is the std over seeds when a column has several seeds, else the std over the "
+        "protocol's OOD draws (paper protocol); Average rows are the mean over OOD sets.",
+    ]
+
+
+def _runs_table(report: Report) -> TableSpec:
+    columns = ["Column", "Seeds", "Model", "ID set", *[label for _, label, _ in SUMMARY_KEYS]]
+    rows = []
+    for g in report.groups:
+        seeds = ", ".join(str(r.seed) for r in g.runs)
+        stats = [g.summary_stat(key) for key, _, _ in SUMMARY_KEYS]
+        rows.append(
+            [Cell(g.label), Cell(f"{g.n} ({seeds})"), Cell(g.model), Cell(g.id_dataset)]
+            + [Cell(num(*s)) if s else Cell("—") for s in stats]
+        )
+    runs = "; ".join(f"{g.label}: {', '.join(str(r.path) for r in g.runs)}" for g in report.groups)
+    return TableSpec("Runs", columns, rows, notes=[f"Run dirs — {runs}"])
+
+
+def _group_ref_rows(report: Report, ref: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    out = {}
+    for g in report.groups:
+        rows = refs.matching(ref, g.id_dataset, g.model, g.loss)
+        if len(rows):
+            out[g.label] = rows
+    return out
+
+
+def _metric_columns(report: Report, ref_rows: dict[str, pd.DataFrame]) -> list[str]:
+    cols = []
+    for g in report.groups:
+        cols += [
+            f"{g.label} {T.METRIC_NAMES[m]}{'↓' if T.LOWER_IS_BETTER[m] else '↑'}"
+            for m in T.METRIC_COLS
+        ]
+        if g.label in ref_rows:
+            cols += [f"{g.label} paper {T.METRIC_NAMES[m]}" for m in T.METRIC_COLS]
+    return cols
+
+
+def _metric_row(
+    report: Report,
+    det: str,
+    ood: str,
+    ref_rows: dict[str, pd.DataFrame],
+    used: dict[tuple[str, str], None],
+) -> list[Cell]:
+    found = {g.label: T.cell(report.cells, g.label, det, ood) for g in report.groups}
+    best = {
+        m: T.best_groups({k: (c[m] if c is not None else None) for k, c in found.items()}, m)
+        for m in T.METRIC_COLS
+    }
+    row: list[Cell] = []
+    for g in report.groups:
+        c = found[g.label]
+        for m in T.METRIC_COLS:
+            row.append(Cell(num(c[m], c[f"{m}_std"]) if c is not None else "—", g.label in best[m]))
+        if g.label in ref_rows:
+            hit = refs.lookup(ref_rows[g.label], det, ood)
+            if hit is not None:
+                used[(hit["source"], hit["note"])] = None
+            row += [Cell(num(hit[m]) if hit is not None else "—") for m in T.METRIC_COLS]
+    return row
+
+
+def _ref_note(ref_rows: dict[str, pd.DataFrame]) -> list[str]:
+    if not ref_rows:
+        return ["No published row has this ID set and model; see the CE → LogitNorm change below."]
+    return ["'paper' columns: the published value for the same ID set, model, loss and detector "
+            "(sources under References)."]  # fmt: skip
+
+
+def _average_table(
+    report: Report, ref: pd.DataFrame, used: dict[tuple[str, str], None]
+) -> TableSpec:
+    ref_rows = _group_ref_rows(report, ref)
+    rows = [
+        [Cell(det)] + _metric_row(report, det, T.AVERAGE, ref_rows, used)
+        for det in report.detectors
+    ]
+    sets = {det: ", ".join(s) for det, s in report.common_oods.items()}
+    one = len(set(sets.values())) == 1
+    over = next(iter(sets.values())) if one else "; ".join(f"{d}: {s}" for d, s in sets.items())
+    notes = [f"Mean over OOD sets: {over}.", *_ref_note(ref_rows)]
+    return TableSpec(
+        "Average over OOD sets, per detector",
+        ["Detector", *_metric_columns(report, ref_rows)],
+        rows,
+        notes,
+    )
+
+
+def _per_ood_table(
+    report: Report, ref: pd.DataFrame, det: str, used: dict[tuple[str, str], None]
+) -> TableSpec:
+    ref_rows = _group_ref_rows(report, ref)
+    oods = [
+        o for o in dict.fromkeys(report.tidy.loc[report.tidy["detector"] == det, "ood_dataset"])
+    ]
+    rows = [[Cell(o)] + _metric_row(report, det, o, ref_rows, used) for o in oods]
+    rows.append([Cell(T.AVERAGE, best=True)] + _metric_row(report, det, T.AVERAGE, ref_rows, used))
+    return TableSpec(f"Detector: {det}", ["OOD set", *_metric_columns(report, ref_rows)], rows)
+
+
+def _delta_cell(metric: str, delta: float, rel: float | None = None) -> Cell:
+    better = T.is_better(metric, delta)
+    mark = {True: " ✓", False: " ✗", None: ""}[better]
+    text = "—" if not np.isfinite(delta) else f"{delta:+.2f}{mark}"
+    if rel is not None and np.isfinite(rel):
+        text = text.replace(mark, f" ({rel:+.1f}%){mark}") if mark else f"{text} ({rel:+.1f}%)"
+    return Cell(text, tone={True: "good", False: "bad", None: None}[better])
+
+
+def _pair_tables(
+    report: Report,
+    ref: pd.DataFrame,
+    pair: tuple[T.Group, T.Group],
+    used: dict[tuple[str, str], None],
+) -> list[TableSpec]:
+    ce, ln = pair
+    comp = T.comparison(report.cells, ce, ln)
+    report.comparison = comp
+    cols, rows = ["Detector"], []
+    for m in T.METRIC_COLS:
+        name = T.METRIC_NAMES[m]
+        cols += [f"{name} {ce.label}", f"{name} {ln.label}", f"Δ{name}"]
+    for _, r in comp.iterrows():
+        row = [Cell(str(r["detector"]))]
+        for m in T.METRIC_COLS:
+            row += [
+                Cell(num(r[f"{m}_ce"])),
+                Cell(num(r[f"{m}_ln"])),
+                _delta_cell(m, r[f"{m}_delta"]),
+            ]
+        rows.append(row)
+    deltas = TableSpec(
+        "OOD detection, average over OOD sets",
+        cols,
+        rows,
+        notes=["Δ = LogitNorm − CE in points; ✓ = better (FPR95 down, AUROC/AUPR up), ✗ = worse."],
+    )
+    return [deltas, _calibration_table(ce, ln), _changes_table(report, ref, comp, ce, ln, used)]
+
+
+def _calibration_table(ce: T.Group, ln: T.Group) -> TableSpec:
+    rows = []
+    for key, label, lower in SUMMARY_KEYS:
+        a, b = ce.summary_stat(key), ln.summary_stat(key)
+        delta = b[0] - a[0] if a and b else np.nan
+        if lower is None:
+            d = Cell(num(delta))
+        else:
+            d = _delta_cell("fpr95" if lower else "auroc", delta)
+        rows.append([Cell(label), Cell(num(*a) if a else "—"), Cell(num(*b) if b else "—"), d])
+    notes = ["From summary.json; ECE uses 15 equal-width bins on the max softmax probability; "
+             "T is fitted on the held-out ID validation split, never on the test set."]  # fmt: skip
+    return TableSpec("ID accuracy and calibration", ["", ce.label, ln.label, "Δ"], rows, notes)
+
+
+def _changes_table(
+    report: Report,
+    ref: pd.DataFrame,
+    comp: pd.DataFrame,
+    ce: T.Group,
+    ln: T.Group,
+    used: dict[tuple[str, str], None],
+) -> TableSpec:
+    """Our CE -> LogitNorm change next to the published ones (absolute and relative)."""
+    cols = ["Source", "Setting", "Detector", "OOD", "FPR95 CE → LN", "ΔFPR95 (rel.)"]
+    cols += ["AUROC CE → LN", "ΔAUROC (rel.)"]
+    rows = []
+    setting = f"{ce.id_dataset}, {ce.model}"
+    for _, r in comp.iterrows():
+        rows.append(_change_row("this report", setting, r["detector"], T.AVERAGE, r))
+    changes = refs.paper_changes(ref)
+    report.changes = changes
+    for _, r in changes.iterrows():
+        for note in r["notes"]:
+            used[(r["source"], note)] = None
+        where = ", ".join(x for x in (r["id_dataset"], r["model"]) if x) or "common benchmarks"
+        rows.append(_change_row(r["source"], where, r["detector"] or "—", r["ood_dataset"], r))
+    notes = ["rel. = (LN − CE) / CE. A published 'delta' row is quoted as the source states it.",
+             "Different data, models and budgets: compare the direction and rough size of the "
+             "change, not the absolute values."]  # fmt: skip
+    return TableSpec("CE → LogitNorm change: this report vs published", cols, rows, notes)
+
+
+def _change_row(source: str, setting: str, det: str, ood: str, r: pd.Series) -> list[Cell]:
+    row = [Cell(source), Cell(setting), Cell(str(det)), Cell(str(ood))]
+    for m in ("fpr95", "auroc"):
+        a, b = r[f"{m}_ce"], r[f"{m}_ln"]
+        row.append(Cell(f"{num(a)} → {num(b)}" if np.isfinite(a) else "—"))
+        rel = r[f"{m}_rel"]
+        row.append(_delta_cell(m, r[f"{m}_delta"], rel if np.isfinite(rel) else None))
+    return row

@@ -1,0 +1,183 @@
+"""Turn a built report into rich tables, GitHub markdown, tidy CSV or JSON text."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from oodbench.errors import UserError
+
+if TYPE_CHECKING:
+    from oodbench.report.build import Report
+
+FORMATS = ("rich", "markdown", "csv", "json")
+CSV_COLUMNS = (
+    "run", "label", "loss", "tau", "model", "id_dataset", "seed", "detector", "ood_dataset",
+    "protocol", "convention", "fpr95", "auroc", "aupr", "aupr_in", "aupr_out", "fpr95_std",
+    "auroc_std", "aupr_std", "n_id", "n_ood", "ref_fpr95", "ref_auroc", "ref_aupr", "ref_source",
+)  # fmt: skip
+
+
+@dataclass
+class Cell:
+    text: str
+    best: bool = False  # best value of its row: bold in markdown, green in rich
+    tone: str | None = None  # "good" / "bad" for deltas
+
+
+@dataclass
+class TableSpec:
+    title: str
+    columns: list[str]
+    rows: list[list[Cell]]
+    notes: list[str] = field(default_factory=list)
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise UserError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def num(value: Any, std: Any = None, digits: int = 2) -> str:
+    """'12.34', '12.34 ± 0.56', or '—' for a missing number."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    text = f"{value:.{digits}f}"
+    if std is not None and isinstance(std, float) and math.isfinite(std):
+        text += f" ± {std:.{digits}f}"
+    return text
+
+
+# --- markdown ---------------------------------------------------------------------------
+
+
+def _md_cell(cell: Cell) -> str:
+    text = cell.text.replace("|", "\\|")
+    return f"**{text}**" if cell.best and text != "—" else text
+
+
+def markdown_table(spec: TableSpec, heading: bool = True) -> str:
+    lines = [f"### {spec.title}", ""] if heading else []
+    lines += [f"{note}  " for note in spec.notes]
+    if spec.notes:
+        lines.append("")
+    lines.append("| " + " | ".join(spec.columns) + " |")
+    lines.append("|" + "|".join([":---"] + ["---:"] * (len(spec.columns) - 1)) + "|")
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in spec.rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(report: Report, link_base: Path) -> str:
+    out = ["# OOD detection report", ""]
+    out += [f"- {line}" for line in report.header]
+    out.append("")
+    for section, specs in report.sections:
+        out += [f"## {section}", ""]
+        out += [markdown_table(spec, heading=spec.title != section) for spec in specs]
+    if report.plots:
+        out += ["## Plots", ""]
+        for title, path in report.plots:
+            rel = Path(os.path.relpath(path, link_base)).as_posix()
+            out += [f"### {title}", "", f"![{title}]({rel})", ""]
+    if report.references:
+        out += ["## References", ""]
+        out += [f"- **{src}**: {note}" for src, note in report.references]
+        out.append("")
+    return "\n".join(out)
+
+
+# --- rich -------------------------------------------------------------------------------
+
+
+def _rich_cell(cell: Cell) -> Text:
+    style = "bold green" if cell.best else {"good": "green", "bad": "red"}.get(cell.tone or "", "")
+    return Text(cell.text, style=style)
+
+
+def rich_table(spec: TableSpec, heading: bool = True) -> Table:
+    caption = "\n".join(spec.notes) if spec.notes else None
+    table = Table(
+        title=spec.title if heading else None,
+        caption=caption,
+        header_style="bold",
+        caption_justify="left",
+    )
+    for i, col in enumerate(spec.columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in spec.rows:
+        table.add_row(*(_rich_cell(c) for c in row))
+    return table
+
+
+def rich_renderable(report: Report) -> Group:
+    parts: list[Any] = [Text("OOD detection report", style="bold underline")]
+    parts += [Text(f"• {line}") for line in report.header]
+    for section, specs in report.sections:
+        parts.append(Text(f"\n{section}", style="bold cyan"))
+        parts += [rich_table(spec, heading=spec.title != section) for spec in specs]
+    if report.plots:
+        parts.append(Text("\nPlots", style="bold cyan"))
+        parts += [Text(f"{title}: {path}") for title, path in report.plots]
+    if report.references:
+        parts.append(Text("\nReferences", style="bold cyan"))
+        parts += [Text(f"[{src}] {note}") for src, note in report.references]
+    return Group(*parts)
+
+
+def to_plain_text(report: Report, width: int = 160) -> str:
+    """The rich report without colour, for --out FILE."""
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None, soft_wrap=False).print(
+        rich_renderable(report)
+    )
+    return buffer.getvalue()
+
+
+# --- csv / json -------------------------------------------------------------------------
+
+
+def to_csv(report: Report) -> str:
+    frame = report.tidy.reindex(columns=list(CSV_COLUMNS))
+    return frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
+
+
+def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
+    if frame is None or frame.empty:
+        return []
+    clean = frame.astype(object).where(pd.notna(frame), None)
+    return [{k: _plain(v) for k, v in row.items()} for row in clean.to_dict(orient="records")]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def to_json(report: Report) -> str:
+    doc = {
+        "protocol": report.protocol,
+        "convention": report.convention,
+        "units": "percent",
+        "aupr": "AUPR of the positive class (AUPR-In if id-positive, AUPR-Out if ood-positive)",
+        "groups": report.groups_json(),
+        "cells": _records(report.cells),
+        "comparison": _records(report.comparison),
+        "paper_changes": _records(report.changes),
+        "rows": _records(report.tidy),
+        "references": [{"source": s, "note": n} for s, n in report.references],
+        "plots": [{"title": t, "path": str(p)} for t, p in report.plots],
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,190 @@
+"""The pictures the paper argues with: score histograms, ROC curves, logit norm, reliability.
+
+matplotlib on the Agg backend, PNG at 150 dpi, each file written atomically. Each plot uses the
+first run (lowest seed) of a column, and says so in its title when a column has several seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.special import softmax  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from oodbench.io import atomic_write_with  # noqa: E402
+from oodbench.report.load import Run, read_history, read_scores, read_test_logits  # noqa: E402
+from oodbench.report.tables import Group  # noqa: E402
+
+DPI = 150
+ECE_BINS = 15
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    plt.close(fig)
+    return path
+
+
+def _first(group: Group) -> Run:
+    return sorted(group.runs, key=lambda r: (r.seed is None, r.seed or 0))[0]
+
+
+def _title(group: Group) -> str:
+    run = _first(group)
+    return group.label if group.n == 1 else f"{group.label} (seed {run.seed} of {group.n})"
+
+
+def score_histograms(
+    groups: list[Group], oods: list[str], detector: str, path: Path
+) -> Path | None:
+    """ID vs OOD score distributions: one row per OOD set, one column per loss."""
+    data = {}
+    for g in groups:
+        run = _first(g)
+        id_scores = read_scores(run, detector, run.id_dataset)
+        if id_scores is None:
+            continue
+        data[g.label] = (id_scores, {o: read_scores(run, detector, o) for o in oods})
+    if not data:
+        return None
+    fig, axes = plt.subplots(
+        len(oods), len(data), figsize=(4.2 * len(data), 2.4 * len(oods) + 0.6), squeeze=False
+    )
+    for col, (g, (id_scores, ood_scores)) in enumerate(zip(groups, data.values(), strict=False)):
+        for row, ood in enumerate(oods):
+            ax = axes[row][col]
+            values = [id_scores] + ([ood_scores[ood]] if ood_scores[ood] is not None else [])
+            bins = np.histogram_bin_edges(np.concatenate(values), bins=50)
+            ax.hist(id_scores, bins=bins, density=True, alpha=0.55, color=COLOURS[0], label="ID")
+            if ood_scores[ood] is not None:
+                ax.hist(ood_scores[ood], bins=bins, density=True, alpha=0.55, color=COLOURS[1],
+                        label=f"OOD: {ood}")  # fmt: skip
+            ax.set_title(f"{_title(g)} — {ood}", fontsize=9)
+            ax.set_ylabel("density", fontsize=8)
+            ax.legend(fontsize=7, loc="upper left")
+            ax.tick_params(labelsize=7)
+        axes[-1][col].set_xlabel(f"{detector} score (higher = more in-distribution)", fontsize=8)
+    fig.suptitle(f"{detector} scores: ID test set vs each OOD set", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def roc_curves(groups: list[Group], oods: list[str], detector: str, path: Path) -> Path | None:
+    """ROC per OOD set (ID positive), one curve per loss; dotted line at TPR = 95%."""
+    ncols = min(3, len(oods))
+    nrows = -(-len(oods) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 3.5 * nrows), squeeze=False)
+    drawn = False
+    for i, ood in enumerate(oods):
+        ax = axes[i // ncols][i % ncols]
+        for g, colour in zip(groups, COLOURS, strict=False):
+            run = _first(g)
+            id_s, ood_s = (
+                read_scores(run, detector, run.id_dataset),
+                read_scores(run, detector, ood),
+            )
+            if id_s is None or ood_s is None:
+                continue
+            y = np.r_[np.ones(len(id_s)), np.zeros(len(ood_s))]
+            fpr, tpr, _ = roc_curve(y, np.r_[id_s, ood_s])
+            ax.plot(fpr, tpr, color=colour, label=_title(g))
+            drawn = True
+        ax.axhline(0.95, color="grey", ls=":", lw=1)
+        ax.plot([0, 1], [0, 1], color="lightgrey", lw=0.8)
+        ax.set(title=ood, xlabel="FPR (OOD accepted)", ylabel="TPR (ID accepted)")
+        ax.legend(fontsize=7, loc="lower right")
+    for j in range(len(oods), nrows * ncols):
+        axes[j // ncols][j % ncols].axis("off")
+    if not drawn:
+        plt.close(fig)
+        return None
+    fig.suptitle(f"ROC curves, {detector} (ID positive; dotted: TPR = 95%)", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def logit_norm(groups: list[Group], path: Path) -> Path | None:
+    """Mean logit norm per epoch from history.csv: train solid, test dashed."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    drawn = False
+    for g, colour in zip(groups, COLOURS, strict=False):
+        hist = read_history(_first(g))
+        if hist is None or "epoch" not in hist:
+            continue
+        for col, style in (("train_logit_norm", "-"), ("test_logit_norm", "--")):
+            if col in hist:
+                split = col.split("_")[0]
+                ax.plot(hist["epoch"], hist[col], style, color=colour, marker="o", ms=3,
+                        label=f"{_title(g)}, {split}")  # fmt: skip
+                drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set(xlabel="epoch", ylabel="mean ‖f(x)‖₂ of the logits", title="Logit norm during training")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _bins(conf: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-bin accuracy and count over 15 equal-width confidence bins, and the ECE in %."""
+    edges = np.linspace(0, 1, ECE_BINS + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, ECE_BINS - 1)
+    count = np.bincount(idx, minlength=ECE_BINS)
+    acc = np.bincount(idx, weights=correct, minlength=ECE_BINS) / np.maximum(count, 1)
+    mean_conf = np.bincount(idx, weights=conf, minlength=ECE_BINS) / np.maximum(count, 1)
+    ece = float(np.sum(count * np.abs(acc - mean_conf)) / max(len(conf), 1) * 100)
+    return acc, count, ece
+
+
+def reliability(groups: list[Group], path: Path) -> Path | None:
+    """Reliability diagram per loss, raw logits and logits / T (T from summary.json)."""
+    rows = []
+    for g in groups:
+        run = _first(g)
+        cached = read_test_logits(run)
+        if cached is not None:
+            rows.append((g, cached, float(run.summary.get("temperature") or 1.0)))
+    if not rows:
+        return None
+    fig, axes = plt.subplots(len(rows), 2, figsize=(8, 3.8 * len(rows)), squeeze=False)
+    centres = (np.arange(ECE_BINS) + 0.5) / ECE_BINS
+    for r, (g, (logits, labels), temp) in enumerate(rows):
+        for c, (t, name) in enumerate(((1.0, "raw"), (temp, f"temperature-scaled, T={temp:.3g}"))):
+            probs = softmax(logits / t, axis=1)
+            conf, correct = probs.max(axis=1), (probs.argmax(axis=1) == labels).astype(float)
+            acc, count, ece = _bins(conf, correct)
+            ax = axes[r][c]
+            shown = count > 0
+            ax.bar(centres[shown], acc[shown], width=1 / ECE_BINS, edgecolor="black",
+                   color=COLOURS[r % len(COLOURS)], alpha=0.7, label="accuracy")  # fmt: skip
+            ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+            ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max softmax)", ylabel="accuracy")
+            ax.set_title(f"{_title(g)} — {name}\nECE = {ece:.2f}% (15 bins)", fontsize=9)
+            ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Reliability on the ID test set", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def write_plots(
+    groups: list[Group], oods: list[str], detector: str, out_dir: Path
+) -> list[tuple[str, Path]]:
+    """Every plot the runs have data for; returns (title, path) pairs for the report."""
+    hist, roc = out_dir / f"scores_{detector}.png", out_dir / f"roc_{detector}.png"
+    made = [
+        (f"Score histograms ({detector})", score_histograms(groups, oods, detector, hist)),
+        (f"ROC curves ({detector})", roc_curves(groups, oods, detector, roc)),
+        ("Logit norm over epochs", logit_norm(groups, out_dir / "logit_norm.png")),
+        ("Reliability diagram", reliability(groups, out_dir / "reliability.png")),
+    ]
+    return [(title, path) for title, path in made if path is not None]
