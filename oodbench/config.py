@@ -159,3 +159,103 @@ class ScoreConfig:
     @property
     def convention(self) -> str:
         return f"{self.positive}-positive"
+
+
+OFFLINE_DEMO_EPOCHS = 10  # fits `make demo` in 20 minutes on 2 CPU cores (docs/results.md)
+PAPER_OOD = ("textures", "svhn", "places365", "lsun-crop", "lsun-resize", "isun")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A benchmark setting: ID dataset, model, recipe and OOD sets."""
+
+    dataset: str
+    model: str
+    epochs: int
+    tau: float
+    schedule: str
+    ood: tuple[str, ...]
+    milestones: tuple[int, ...] = (80, 140)
+    crop_padding: int = 4
+
+
+def offline_ood() -> tuple[str, ...]:
+    from oodbench.data import OFFLINE_OOD
+
+    return tuple(OFFLINE_OOD)
+
+
+PRESETS: dict[str, Preset] = {
+    "offline": Preset("fashion-mnist", "small_cnn", OFFLINE_DEMO_EPOCHS, 0.04, "cosine", (),
+                      crop_padding=2),
+    # The paper's recipe (Wei et al. 2022, Sec. 5): WRN-40-2, SGD, 200 epochs, lr 0.1 divided by
+    # 10 at epochs 80 and 140, tau 0.04 on CIFAR-10.
+    "paper-cifar10": Preset("cifar10", "wrn_40_2", 200, 0.04, "multistep", PAPER_OOD),
+    "paper-cifar100": Preset("cifar100", "wrn_40_2", 200, 0.04, "multistep", PAPER_OOD),
+}  # fmt: skip
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}: choose from {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``oodbench bench`` runs. ``None`` fields take the preset's value."""
+
+    preset: str = "offline"
+    out: str = "runs/bench"
+    epochs: int | None = None
+    tau: float | None = None
+    seeds: tuple[int, ...] = (0,)
+    tau_sweep: tuple[float, ...] = ()
+    detectors: tuple[str, ...] = ("all",)
+    ood: tuple[str, ...] = ()
+    subset: int | None = None
+    device: str = "auto"
+    root: str | None = None
+    download: bool = False
+    resume: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        get_preset(self.preset)
+        check_choice("--device", self.device, DEVICES)
+        if self.epochs is not None:
+            check_positive("--epochs", self.epochs)
+        if self.tau is not None:
+            check_positive("--tau", self.tau)
+        for tau in self.tau_sweep:
+            check_positive("--tau-sweep value", tau)
+        if not self.seeds:
+            raise UserError("--seeds needs at least one seed, e.g. --seeds 0,1,2")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"--seeds has duplicates: {self.seeds}")
+        if self.resume and self.overwrite:
+            raise UserError("--resume and --overwrite contradict each other; pass one")
+
+    @property
+    def preset_spec(self) -> Preset:
+        return get_preset(self.preset)
+
+    def ood_sets(self) -> tuple[str, ...]:
+        return self.ood or self.preset_spec.ood or offline_ood()
+
+    def train_config(self) -> TrainConfig:
+        p = self.preset_spec
+        return TrainConfig(
+            dataset=p.dataset,
+            model=p.model,
+            epochs=self.epochs or p.epochs,
+            tau=self.tau or p.tau,
+            schedule=p.schedule,
+            milestones=p.milestones,
+            crop_padding=p.crop_padding,
+            subset=self.subset,
+            seed=self.seeds[0],
+            device=self.device,
+            root=self.root,
+            download=self.download,
+        )

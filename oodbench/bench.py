@@ -1,0 +1,205 @@
+"""``oodbench bench``: train CE and LogitNorm, score every detector, write the report.
+
+Layout under ``--out`` (default ``runs/bench``):
+  one seed:    ce/, logitnorm/                      (+ report.md, plots/)
+  many seeds:  seed0/ce/, seed0/logitnorm/, seed1/...
+  tau sweep:   ce/, logitnorm-t0.01/, logitnorm-t0.04/, ...  (+ tau_sweep.csv)
+Every stage is resumable: finished trainings and finished (detector, OOD set) rows are kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from oodbench.config import BenchConfig, ScoreConfig, TrainConfig
+from oodbench.console import stderr
+from oodbench.errors import UserError
+
+# Units of work for the time estimate: one training epoch is 1 unit; scoring one run on every
+# detector costs about this many epochs of small_cnn on Fashion-MNIST (measured on 2 cores).
+SCORE_UNITS = 3.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    kind: str  # "train" or "score"
+    run_dir: Path
+    train: TrainConfig
+    units: float
+
+
+def plan(cfg: BenchConfig) -> list[Stage]:
+    """Every training and scoring stage, in order, with its run dir."""
+    base = cfg.train_config()
+    out = Path(cfg.out)
+    stages: list[Stage] = []
+    for seed in cfg.seeds:
+        folder = out / f"seed{seed}" if len(cfg.seeds) > 1 else out
+        for name, tcfg in _runs_for(cfg, replace(base, seed=seed)):
+            stages.append(Stage("train", folder / name, tcfg, float(tcfg.epochs)))
+            stages.append(Stage("score", folder / name, tcfg, SCORE_UNITS))
+    return stages
+
+
+def _runs_for(cfg: BenchConfig, base: TrainConfig) -> list[tuple[str, TrainConfig]]:
+    runs = [("ce", replace(base, loss="ce"))]
+    if cfg.tau_sweep:
+        runs += [
+            (f"logitnorm-t{t:g}", replace(base, loss="logitnorm", tau=t)) for t in cfg.tau_sweep
+        ]
+    else:
+        runs.append(("logitnorm", replace(base, loss="logitnorm")))
+    return runs
+
+
+def run_bench(cfg: BenchConfig, quiet: bool = False) -> Path:
+    """Run (or resume) the whole bench; return the report path."""
+    stages = plan(cfg)
+    _check_out(cfg, stages)
+    clock = _Clock(sum(s.units for s in stages))
+    for i, stage in enumerate(stages, 1):
+        what = f"{stage.kind} {stage.run_dir.relative_to(cfg.out)}"
+        stderr.print(f"[bold cyan]bench[/] stage {i}/{len(stages)}: {what}  ·  {clock.status()}")
+        if stage.kind == "train":
+            _train(stage, cfg, quiet)
+        else:
+            _score(stage, cfg, quiet)
+        clock.done(stage.units)
+    report = _report(cfg, [s.run_dir for s in stages if s.kind == "score"])
+    stderr.print(f"[bold cyan]bench[/] finished in {clock.elapsed()}; report: {report}")
+    return report
+
+
+def _check_out(cfg: BenchConfig, stages: list[Stage]) -> None:
+    started = [s.run_dir for s in stages if s.kind == "train" and s.run_dir.exists()]
+    if started and not (cfg.resume or cfg.overwrite):
+        raise UserError(
+            f"{cfg.out} already holds runs ({started[0].name}, ...); pass --resume to continue "
+            "them, --overwrite to start again, or choose another --out"
+        )
+
+
+def _train(stage: Stage, cfg: BenchConfig, quiet: bool) -> None:
+    from oodbench.train import is_finished, train
+
+    run_dir = stage.run_dir
+    if cfg.resume and run_dir.exists() and is_finished(run_dir):
+        stderr.print(f"  {run_dir.name}: training already finished, kept")
+        return
+    resume = cfg.resume and (run_dir / "train_state.pt").exists()
+    train(stage.train, run_dir.parent, name=run_dir.name, resume=resume,
+          overwrite=cfg.overwrite and not resume, quiet=quiet)  # fmt: skip
+
+
+def _score(stage: Stage, cfg: BenchConfig, quiet: bool) -> None:
+    from oodbench.score import score_run
+
+    score_cfg = ScoreConfig(
+        run_dir=str(stage.run_dir),
+        detectors=cfg.detectors,
+        ood=cfg.ood_sets(),
+        protocol="paper",
+        positive="id",
+        device=cfg.device,
+        root=cfg.root,
+        download=cfg.download,
+    )
+    score_run(score_cfg, quiet=quiet)
+
+
+def _report(cfg: BenchConfig, run_dirs: list[Path]) -> Path:
+    from oodbench.report import render
+
+    out = Path(cfg.out)
+    report = out / "report.md"
+    render(run_dirs, "markdown", out=report, plots=out / "plots", runs_dir=out)
+    if cfg.tau_sweep:
+        from oodbench.tausweep import write_tau_table
+
+        write_tau_table(cfg, run_dirs)
+    else:
+        print_headline(run_dirs)
+    return report
+
+
+def _average(run_dir: Path) -> pd.DataFrame:
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    metrics = metrics[(metrics["protocol"] == "paper") & (metrics["convention"] == "id-positive")]
+    return metrics.groupby("detector")[["fpr95", "auroc"]].mean()
+
+
+def headline(run_dirs: list[Path]) -> dict[str, dict[str, float]]:
+    """Per loss (mean over seeds): MSP and best-detector average FPR95/AUROC, and ID accuracy."""
+    import json
+
+    by_loss: dict[str, list[Path]] = {}
+    for run_dir in run_dirs:
+        by_loss.setdefault("logitnorm" if "logitnorm" in run_dir.name else "ce", []).append(run_dir)
+    avg = {loss: sum(_average(d) for d in dirs) / len(dirs) for loss, dirs in by_loss.items()}
+    acc = {
+        loss: sum(json.loads((d / "summary.json").read_text())["id_accuracy"] for d in dirs)
+        / len(dirs)
+        for loss, dirs in by_loss.items()
+    }
+    best = min(avg, key=lambda loss: avg[loss]["fpr95"].min())
+    best_det = str(avg[best]["fpr95"].idxmin())
+    return {
+        loss: {
+            "accuracy": acc[loss],
+            "msp_fpr95": float(avg[loss].loc["msp", "fpr95"]),
+            "msp_auroc": float(avg[loss].loc["msp", "auroc"]),
+            "best_detector": best_det,  # type: ignore[dict-item]
+            "best_fpr95": float(avg[loss].loc[best_det, "fpr95"]),
+            "best_auroc": float(avg[loss].loc[best_det, "auroc"]),
+        }
+        for loss in avg
+    }
+
+
+def print_headline(run_dirs: list[Path]) -> None:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from oodbench.console import stdout
+
+    numbers = headline(run_dirs)
+    best = next(iter(numbers.values()))["best_detector"]
+    table = Table(show_header=True, header_style="bold", box=None)
+    for col in ("", "ID acc", "MSP FPR95 ↓", "MSP AUROC ↑", f"{best} FPR95 ↓", f"{best} AUROC ↑"):
+        table.add_column(col, justify="right")
+    for loss, n in numbers.items():
+        label = "CE" if loss == "ce" else "LogitNorm"
+        table.add_row(label, *(f"{n[k]:.2f}" for k in ("accuracy", "msp_fpr95", "msp_auroc",
+                                                          "best_fpr95", "best_auroc")))  # fmt: skip
+    title = "oodbench headline: averages over the OOD sets (paper protocol, ID positive, %)"
+    stdout.print(Panel(table, title=title, expand=False))
+
+
+class _Clock:
+    """Elapsed time and an estimate of the time left, from the units of work done so far."""
+
+    def __init__(self, total_units: float, now: Callable[[], float] = time.monotonic) -> None:
+        self.total, self.units_done, self.now = total_units, 0.0, now
+        self.start = now()
+
+    def done(self, units: float) -> None:
+        self.units_done += units
+
+    def elapsed(self) -> str:
+        return _hms(self.now() - self.start)
+
+    def status(self) -> str:
+        if self.units_done == 0:
+            return f"elapsed {self.elapsed()}, estimating time left"
+        rate = (self.now() - self.start) / self.units_done
+        return f"elapsed {self.elapsed()}, about {_hms(rate * (self.total - self.units_done))} left"
+
+
+def _hms(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
