@@ -136,10 +136,56 @@ def report(
         typer.echo(text, nl=False)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench(ctx: typer.Context) -> None:
+def _floats(text: str | None, flag: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",")) if text else ()
+    except ValueError:
+        raise UserError(
+            f"{flag} takes comma-separated numbers, e.g. 0.01,0.04; got {text!r}"
+        ) from None
+
+
+@app.command()
+def bench(
+    preset: Annotated[
+        str, typer.Option(help="offline (Fashion-MNIST, CPU), paper-cifar10 or paper-cifar100.")
+    ] = "offline",
+    out: Annotated[Path, typer.Option(help="Folder for the runs and the report.")] = Path(
+        "runs/bench"
+    ),
+    epochs: Annotated[int | None, typer.Option(help="Epochs per run (default: preset's).")] = None,
+    tau: Annotated[float | None, typer.Option(help="LogitNorm tau (default: preset's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the CE/LogitNorm pair.")] = 0,
+    seeds: Annotated[
+        str | None, typer.Option(help="Comma-separated seeds; repeats the pair per seed.")
+    ] = None,
+    tau_sweep: Annotated[
+        str | None, typer.Option(help="Comma-separated taus: one LogitNorm run per tau.")
+    ] = None,
+    detector: Annotated[
+        list[str] | None, typer.Option("--detector", "-d", help="Detectors (default: all).")
+    ] = None,
+    ood: Annotated[list[str] | None, typer.Option(help="OOD sets (default: preset's).")] = None,
+    subset: Annotated[int | None, typer.Option(help="Train on the first N images.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    root: Root = None,
+    download: Download = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted bench.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start again, replacing earlier runs.")] = False,
+    quiet: Quiet = False,
+) -> None:
     """Run the whole benchmark: train CE and LogitNorm, score every detector, write a report."""
-    _coming("bench", "bench issue")
+    from oodbench.bench import run_bench
+    from oodbench.config import BenchConfig
+
+    seed_list = tuple(int(s) for s in _floats(seeds, "--seeds")) if seeds else (seed,)
+    cfg = BenchConfig(
+        preset=preset, out=str(out), epochs=epochs, tau=tau, seeds=seed_list,
+        tau_sweep=_floats(tau_sweep, "--tau-sweep"), detectors=tuple(detector or ("all",)),
+        ood=tuple(ood or ()), subset=subset, device=device,
+        root=str(root) if root else None, download=download, resume=resume, overwrite=overwrite,
+    )  # fmt: skip
+    run_bench(cfg, quiet=quiet)
 
 
 def main(argv: list[str] | None = None) -> int:
