@@ -3,4 +3,11 @@
 The import order is the order ``oodbench datasets`` lists them in.
 """
 
-from oodbench.data.sources import idx, mlxtend_csv, synthetic  # noqa: F401
+from oodbench.data.sources import (  # noqa: F401
+    fonts,
+    idx,
+    mlxtend_csv,
+    openarena,
+    scripts,
+    synthetic,
+)

@@ -1,0 +1,129 @@
+"""``world-scripts``: letters of many writing systems from Debian ``fonts-noto-core``.
+
+An Omniglot-like OOD set for character-shaped ID data. Each Unicode script (ISO 15924 code,
+from ``fontTools.unicodedata.script``) is drawn with the Regular Noto font that covers most of
+its letters (general category L*). Up to ``PER_SCRIPT`` letters, evenly spaced over the
+script's code points, are rendered like notMNIST (scripts without letters, such as Braille,
+use their symbols). Label = index of the script in ``classes``.
+Scripts with fewer than ``MIN_PER_SCRIPT`` renderable letters are dropped.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from fontTools import unicodedata as ft_unicodedata
+
+from oodbench.data.cache import cached, file_identity
+from oodbench.data.imageset import ImageSet
+from oodbench.data.registry import DatasetSpec, LoadRequest, register
+from oodbench.data.sources import glyphs
+from oodbench.data.sources.common import check_split, make_set
+from oodbench.errors import UserError
+
+NAME = "world-scripts"
+NOTO_DIR = Path("/usr/share/fonts/truetype/noto")
+PER_SCRIPT = 40
+MIN_PER_SCRIPT = 10
+_NOT_SCRIPTS = {"Zyyy", "Zinh", "Zzzz"}  # common, inherited, unknown
+
+
+def regular_fonts(folder: Path) -> list[Path]:
+    return [p for p in glyphs.font_files([folder]) if p.stem.endswith("-Regular")]
+
+
+def letters_by_script(files: list[Path]) -> tuple[dict[str, tuple[Path, list[int]]], dict]:
+    """script -> (the font with most of its letters, those letters), and fonts skipped.
+
+    Scripts with no letters at all (Braille, SignWriting) use their symbols (category So).
+    """
+    best: dict[tuple[str, bool], tuple[Path, list[int]]] = {}
+    skipped: dict[str, str] = {}
+    for path in files:
+        try:
+            cmap, _ = glyphs.read_cmap(path)
+        except Exception as exc:  # a damaged font is reported, the rest still render
+            skipped[path.name] = f"unreadable font: {type(exc).__name__}"
+            continue
+        per: dict[tuple[str, bool], list[int]] = defaultdict(list)
+        for cp in sorted(cmap):
+            category = unicodedata.category(chr(cp))
+            if category[0] == "L" or category == "So":
+                per[(ft_unicodedata.script(chr(cp)), category[0] == "L")].append(cp)
+        for key, cps in per.items():
+            if key[0] not in _NOT_SCRIPTS and len(cps) > len(best.get(key, (None, []))[1]):
+                best[key] = (path, cps)
+    scripts = {script for script, _ in best}
+    chosen = {s: best[(s, True)] if (s, True) in best else best[(s, False)] for s in scripts}
+    return chosen, skipped
+
+
+def pick(cps: list[int], n: int) -> list[int]:
+    """``n`` code points evenly spaced over the sorted list (all of them when there are fewer)."""
+    if len(cps) <= n:
+        return cps
+    return [cps[int(i)] for i in np.linspace(0, len(cps) - 1, n).round()]
+
+
+def build(files: list[Path], only: list[str] | None = None) -> ImageSet:
+    best, skipped = letters_by_script(files)
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    classes: list[str] = []
+    for script in sorted(best):
+        if only is not None and script not in only:
+            continue
+        path, cps = best[script]
+        font = glyphs.load_font(path)
+        rendered = [
+            g
+            for cp in pick(cps, PER_SCRIPT)
+            if (g := glyphs.render_glyph(font, chr(cp))) is not None
+        ]
+        if len(rendered) < MIN_PER_SCRIPT:
+            continue
+        images += rendered
+        labels += [len(classes)] * len(rendered)
+        classes.append(script)
+    meta = {
+        "source": str(files[0].parent) if files else "",
+        "split": "test",
+        "classes": classes,
+        "class_names": [ft_unicodedata.script_name(s) for s in classes],
+        "fonts": {s: best[s][0].name for s in classes},
+        "skipped": skipped,
+    }
+    stack = np.stack(images) if images else np.zeros((0, 28, 28))
+    return make_set(NAME, stack, labels, len(classes), meta)
+
+
+def _load(req: LoadRequest) -> ImageSet:
+    check_split(NAME, req.split, ("test",))
+    files = regular_fonts(req.root / "noto" if req.root else NOTO_DIR)
+    if not files:
+        raise UserError(
+            "world-scripts found no Noto fonts: run 'make data' (apt-get install fonts-noto-core)"
+        )
+    identity = {
+        "fonts": file_identity(files),
+        "px": [glyphs.RENDER_PX, glyphs.BOX_PX],
+        "n": [PER_SCRIPT, MIN_PER_SCRIPT],
+    }
+    return cached(NAME, req.split, identity, lambda: build(files))
+
+
+register(
+    DatasetSpec(
+        name=NAME,
+        kind="offline",
+        geometry="1x28x28",
+        num_classes=0,
+        source="letters of 150+ scripts rendered from fonts-noto-core (labels = script id)",
+        splits=("test",),
+        loader=_load,
+        available=lambda root: bool(regular_fonts(NOTO_DIR)),
+    )
+)
