@@ -1,0 +1,257 @@
+"""Detectors on the penultimate features h (N x D), fitted on the run's ID training split.
+
+ReAct, ASH, DICE and ViM also use the linear head (W, b) stored with the cached outputs, so
+they recompute logits from modified features or weights without touching the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from oodbench.detectors.base import Detector, as_float, energy, register
+from oodbench.errors import UserError
+from oodbench.extract import Outputs
+
+# Query rows per matmul chunk: keeps the (chunk x bank) similarity block near 128 MiB.
+_BLOCK_ELEMENTS = 2**25
+_FAISS_MIN_BANK = 1_000_000
+
+
+def _chunks(n: int, width: int) -> list[slice]:
+    step = max(1, _BLOCK_ELEMENTS // max(1, width))
+    return [slice(i, i + step) for i in range(0, n, step)]
+
+
+def _check_percentile(name: str, key: str, value: Any) -> None:
+    if key == "percentile" and not 0 <= value < 100:
+        raise UserError(f"{name}: percentile must be in [0, 100), got {value}")
+
+
+class _Gaussian:
+    """Means and one shared precision matrix; ``distances(h)`` = squared Mahalanobis, N x C."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor | None) -> None:
+        h = as_float(features)
+        if labels is None:
+            labels = torch.zeros(len(h), dtype=torch.int64)
+        classes = torch.unique(labels)
+        self.means = torch.stack([h[labels == c].mean(dim=0) for c in classes])
+        centred = h - self.means[torch.searchsorted(classes, labels)]
+        cov = centred.T @ centred / len(h)
+        self.precision = torch.linalg.pinv(cov, hermitian=True)
+
+    def distances(self, features: torch.Tensor) -> torch.Tensor:
+        h = as_float(features)
+        hp = h @ self.precision
+        mu_p = self.means @ self.precision
+        return (
+            (hp * h).sum(dim=1, keepdim=True)
+            - 2 * hp @ self.means.T
+            + (mu_p * self.means).sum(dim=1)[None, :]
+        )
+
+
+def _train_labels(train: Outputs, name: str) -> torch.Tensor:
+    if (train.labels < 0).any():
+        raise UserError(f"{name} needs class labels for the training features")
+    return train.labels
+
+
+@register
+class Mahalanobis(Detector):
+    """max_c -(h - mu_c)^T S^+ (h - mu_c): class means, one shared covariance S (no input
+    preprocessing, last layer only, as in OpenOOD's "MDS")."""
+
+    name = "mahalanobis"
+    needs = ("features",)
+    paper = "Lee et al., NeurIPS 2018"
+
+    def fit(self, train: Outputs) -> Detector:
+        self.gauss = _Gaussian(train.features, _train_labels(train, self.name))
+        return super().fit(train)
+
+    def score(self, outputs: Outputs) -> torch.Tensor:
+        return -self.gauss.distances(outputs.features).min(dim=1).values
+
+
+@register
+class RMD(Detector):
+    """Relative Mahalanobis: max_c -(MD_c(h) - MD_0(h)), MD_0 from one Gaussian fitted to all
+    training features (global mean and covariance)."""
+
+    name = "rmd"
+    needs = ("features",)
+    paper = "Ren et al., 2021 (arXiv:2106.09022)"
+
+    def fit(self, train: Outputs) -> Detector:
+        self.gauss = _Gaussian(train.features, _train_labels(train, self.name))
+        self.background = _Gaussian(train.features, None)
+        return super().fit(train)
+
+    def score(self, outputs: Outputs) -> torch.Tensor:
+        md = self.gauss.distances(outputs.features)
+        return -(md - self.background.distances(outputs.features)).min(dim=1).values
+
+
+@register
+class KNN(Detector):
+    """-||z - z_(k)||_2 with z = h / ||h||_2 and z_(k) the k-th nearest normalised training
+    feature. Default k = 50 (Sun et al., CIFAR-10). Exact: blocked matmul, or faiss (exact
+    inner-product index) for banks over 1M when it is installed."""
+
+    name = "knn"
+    needs = ("features",)
+    defaults = {"k": 50}
+    paper = "Sun et al., ICML 2022"
+
+    def check(self, key: str, value: Any) -> None:
+        if key == "k" and (isinstance(value, bool) or int(value) != value or value <= 0):
+            raise UserError(f"knn: k must be a whole number >= 1, got {value}")
+
+    def fit(self, train: Outputs) -> Detector:
+        k = int(self.hp["k"])
+        if k > len(train):
+            raise UserError(
+                f"knn: k={k} is larger than the {len(train)} training samples; "
+                f"use --k {len(train)} or less"
+            )
+        self.bank = torch.nn.functional.normalize(train.features.float(), dim=1)
+        return super().fit(train)
+
+    def _kth_similarity(self, z: torch.Tensor, k: int) -> torch.Tensor:
+        if len(self.bank) > _FAISS_MIN_BANK:
+            try:
+                import faiss
+            except ImportError:
+                faiss = None
+            if faiss is not None:
+                index = faiss.IndexFlatIP(self.bank.shape[1])
+                index.add(self.bank.numpy())
+                return torch.from_numpy(index.search(z.numpy(), k)[0][:, -1].copy())
+        out = torch.empty(len(z))
+        for part in _chunks(len(z), len(self.bank)):
+            out[part] = (z[part] @ self.bank.T).topk(k, dim=1).values[:, -1]
+        return out
+
+    def score(self, outputs: Outputs) -> torch.Tensor:
+        z = torch.nn.functional.normalize(outputs.features.float(), dim=1)
+        sim = as_float(self._kth_similarity(z, int(self.hp["k"])))
+        # ||a - b||^2 = 2 - 2 a.b for unit vectors; clamp float round-off below zero.
+        return -(2 - 2 * sim).clamp(min=0).sqrt()
+
+
+@register
+class ViM(Detector):
+    """Virtual-logit matching: logsumexp(f) - alpha * ||P_perp (h - o)||, o = -pinv(W) b, P_perp
+    the projection on the (D - dim) least-variance directions of the centred training features,
+    alpha = mean max-logit / mean residual norm on training data. dim = 1000 if D >= 2048,
+    512 if D >= 768, else D // 2 (the authors' code)."""
+
+    name = "vim"
+    needs = ("features", "logits", "head")
+    defaults = {"dim": 0}  # 0 = the paper's rule from the feature size
+    paper = "Wang et al., CVPR 2022"
+
+    def check(self, key: str, value: Any) -> None:
+        if key == "dim" and (int(value) != value or value < 0):
+            raise UserError(f"vim: dim must be a whole number >= 0 (0 = auto), got {value}")
+
+    def _dim(self, d: int) -> int:
+        dim = int(self.hp["dim"]) or (1000 if d >= 2048 else 512 if d >= 768 else d // 2)
+        if not 0 < dim < d:
+            raise UserError(f"vim: dim must be between 1 and {d - 1} for {d}-d features, got {dim}")
+        return dim
+
+    def _residual(self, features: torch.Tensor) -> torch.Tensor:
+        return ((as_float(features) - self.origin) @ self.null_space).norm(dim=1)
+
+    def fit(self, train: Outputs) -> Detector:
+        w, b = (as_float(t) for t in train.head())
+        self.origin = -torch.linalg.pinv(w) @ b
+        h = as_float(train.features) - self.origin
+        _, vecs = torch.linalg.eigh(h.T @ h / len(h))  # ascending eigenvalues
+        self.null_space = vecs[:, : h.shape[1] - self._dim(h.shape[1])]
+        self.alpha = (
+            as_float(train.logits).max(dim=1).values.mean() / self._residual(train.features).mean()
+        )
+        return super().fit(train)
+
+    def score(self, outputs: Outputs) -> torch.Tensor:
+        return energy(as_float(outputs.logits)) - self.alpha * self._residual(outputs.features)
+
+
+class _HeadEnergy(Detector):
+    """Energy (T = 1) of logits recomputed from the head W, b (captured at fit)."""
+
+    needs = ("features", "head")
+    defaults = {"percentile": 90.0}
+
+    def check(self, key: str, value: Any) -> None:
+        _check_percentile(self.name, key, value)
+
+    def fit(self, train: Outputs) -> Detector:
+        self.weight, self.bias = (as_float(t) for t in train.head())
+        return super().fit(train)
+
+    def head_energy(self, h: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        w = self.weight if weight is None else weight
+        return energy(h @ w.T + self.bias)
+
+
+@register
+class ReAct(_HeadEnergy):
+    """Energy of W min(h, c) + b, c = the p-th percentile (p = 90) of all training activations."""
+
+    name = "react"
+    paper = "Sun, Guo & Li, NeurIPS 2021"
+
+    def fit(self, train: Outputs) -> Detector:
+        flat = train.features.float().reshape(-1).numpy()
+        self.clip = float(np.percentile(flat, self.hp["percentile"]))
+        return super().fit(train)
+
+    def score(self, outputs: Outputs) -> torch.Tensor:
+        return self.head_energy(as_float(outputs.features).clamp(max=self.clip))
+
+
+@register
+class ASH(_HeadEnergy):
+    """ASH-S: per sample keep the top (100 - p)% activations, zero the rest and scale the kept
+    ones by exp(s1 / s2) (s1, s2 = activation sums before and after pruning); energy on top.
+    p = 90 (OpenOOD v1.5's setting; the paper sweeps 65-95)."""
+
+    name = "ash"
+    paper = "Djurisic et al., ICLR 2023"
+
+    def score(self, outputs: Outputs) -> torch.Tensor:
+        h = as_float(outputs.features)
+        n = h.shape[1]
+        keep = max(1, n - int(np.round(n * self.hp["percentile"] / 100.0)))
+        values, index = h.topk(keep, dim=1)
+        pruned = torch.zeros_like(h).scatter_(1, index, values)
+        s1, s2 = h.sum(dim=1), pruned.sum(dim=1)
+        # s2 == 0 only for an all-zero sample; leave it unscaled rather than divide by zero.
+        scale = torch.where(s2 != 0, s1 / torch.where(s2 != 0, s2, 1.0), 0.0)
+        return self.head_energy(pruned * scale.exp()[:, None])
+
+
+@register
+class DICE(_HeadEnergy):
+    """Energy with a sparsified head: keep weights W_kj whose contribution W_kj * mean_train(h_j)
+    is above its p-th percentile (p = 90), zero the others."""
+
+    name = "dice"
+    paper = "Sun & Li, ECCV 2022"
+
+    def fit(self, train: Outputs) -> Detector:
+        super().fit(train)
+        contrib = self.weight * as_float(train.features).mean(dim=0)[None, :]
+        threshold = float(np.percentile(contrib.numpy(), self.hp["percentile"]))
+        self.masked = self.weight * (contrib > threshold)
+        return self
+
+    def score(self, outputs: Outputs) -> torch.Tensor:
+        return self.head_energy(as_float(outputs.features), self.masked)

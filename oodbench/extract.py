@@ -1,0 +1,240 @@
+"""One forward pass per (checkpoint, dataset) -> logits + penultimate features, cached on disk.
+
+Every logit and feature detector is computed from these ``Outputs``, so ten detectors cost one
+forward pass. The cache file ``RUN_DIR/cache/<dataset>-<split>.safetensors`` holds the tensors
+``logits``, ``features``, ``labels`` (and the linear head ``head_weight``/``head_bias``, which
+ReAct, ASH, DICE, ViM and GradNorm need) with the metadata ``weights_hash`` and ``data_hash``:
+a retrained model or changed data never gets a stale cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from oodbench.data.imageset import ImageSet
+from oodbench.errors import UserError
+from oodbench.io import atomic_write_with, file_lock
+
+CACHE_FORMAT = "oodbench-outputs-1"
+Progress = Callable[[int], None]  # called with the number of samples just processed
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a model says about one dataset: ``logits`` N x K, ``features`` N x D, ``labels`` N.
+
+    ``weight`` (K x D) and ``bias`` (K) are the linear classifier, so that
+    ``logits == features @ weight.T + bias``; they are None when the head is not linear.
+    """
+
+    logits: torch.Tensor
+    features: torch.Tensor
+    labels: torch.Tensor
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.logits.shape[0])
+
+    def subset(self, index: torch.Tensor | slice) -> Outputs:
+        return replace(
+            self,
+            logits=self.logits[index],
+            features=self.features[index],
+            labels=self.labels[index],
+        )
+
+    def head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W, b) of the linear head; b is zeros when the head has no bias."""
+        if self.weight is None:
+            raise UserError(
+                "this detector needs the model's linear classifier weights, but the cache has "
+                "none (the head is not nn.Linear); choose a logit detector instead"
+            )
+        bias = self.bias if self.bias is not None else torch.zeros(self.weight.shape[0])
+        return self.weight, bias
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    return torch.device(device)
+
+
+def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 NCHW -> float, normalised with per-channel mean/std in [0, 1] units."""
+    try:  # the training pipeline's normaliser, so train and extract agree exactly
+        from oodbench.data.augment import normalize as train_normalize
+    except ImportError:  # pragma: no cover - only while the training module is absent
+        m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+        s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+        return (x.float() / 255.0 - m) / s
+    return train_normalize(x, mean, std)
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """Hash of every parameter and buffer (names, dtypes, shapes, values)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, t in sorted(model.state_dict().items()):
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(_tensor_bytes(t))
+    return h.hexdigest()
+
+
+def data_hash(
+    data: ImageSet, mean: tuple[float, ...], std: tuple[float, ...], geometry: tuple[int, ...]
+) -> str:
+    """Hash of the images, labels, the normalisation and the geometry they are adapted to."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{data.name}|{tuple(data.images.shape)}|{mean}|{std}|{geometry}".encode())
+    h.update(_tensor_bytes(data.images))
+    h.update(_tensor_bytes(data.labels))
+    return h.hexdigest()
+
+
+def linear_head(model: torch.nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    head = model.get_classifier()
+    if not isinstance(head, torch.nn.Linear):
+        return None, None
+    bias = head.bias.detach().float().cpu() if head.bias is not None else None
+    return head.weight.detach().float().cpu(), bias
+
+
+def batches(
+    data: ImageSet, batch_size: int, like: ImageSet | None = None
+) -> Iterator[tuple[int, ImageSet]]:
+    """Yield (start, chunk); chunks are adapted to ``like``'s geometry one at a time, so an
+    up-sized or colourised OOD set never exists in memory as a whole."""
+    from oodbench.data import adapt
+
+    differs = like is not None and (data.channels, data.size) != (like.channels, like.size)
+    if differs and "synthetic" in data.meta:
+        # Noise is regenerated from its seed, not resized: per chunk it would repeat itself.
+        data, differs = adapt(data, like), False
+    for start in range(0, len(data), batch_size):
+        chunk = data.subset(slice(start, start + batch_size))
+        yield start, adapt(chunk, like) if differs else chunk
+
+
+def extract(
+    model: torch.nn.Module,
+    data: ImageSet,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int = 512,
+    like: ImageSet | None = None,
+    progress: Progress | None = None,
+) -> Outputs:
+    """One inference-mode pass: features = forward_head(forward_features(x), pre_logits=True),
+    logits = classifier(features). Results are written into preallocated CPU tensors."""
+    if len(data) == 0:
+        raise UserError(f"dataset {data.name!r} has zero samples; nothing to score")
+    device = next(model.parameters()).device
+    logits = features = None
+    with torch.inference_mode():
+        for start, chunk in batches(data, batch_size, like):
+            x = normalize(chunk.images.to(device), mean, std)
+            h = model.forward_head(model.forward_features(x), pre_logits=True).flatten(1)
+            z = model.get_classifier()(h)
+            if logits is None:
+                logits = torch.empty(len(data), z.shape[1])
+                features = torch.empty(len(data), h.shape[1])
+            logits[start : start + len(chunk)] = z.float().cpu()
+            features[start : start + len(chunk)] = h.float().cpu()
+            if progress:
+                progress(len(chunk))
+    weight, bias = linear_head(model)
+    return Outputs(logits, features, data.labels.clone(), weight, bias)
+
+
+def write_outputs(path: Path, out: Outputs, metadata: dict[str, str]) -> None:
+    tensors = {"logits": out.logits, "features": out.features, "labels": out.labels}
+    if out.weight is not None:
+        tensors["head_weight"] = out.weight
+    if out.bias is not None:
+        tensors["head_bias"] = out.bias
+    meta = {"format": CACHE_FORMAT, **metadata}
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    with safe_open(str(path), framework="pt") as fh:
+        return dict(fh.metadata() or {})
+
+
+def read_outputs(path: str | Path) -> Outputs:
+    """Load a cache file; a truncated or corrupt file raises UserError naming it."""
+    path = Path(path)
+    try:
+        t = load_file(str(path))
+        out = Outputs(
+            t["logits"], t["features"], t["labels"], t.get("head_weight"), t.get("head_bias")
+        )
+    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise UserError(f"cache file {path} is corrupt or truncated ({exc}); delete it") from exc
+    if not (len(out.features) == len(out.labels) == len(out)):
+        raise UserError(f"cache file {path} holds tensors of different lengths; delete it")
+    return out
+
+
+def _valid_cache(path: Path, expected: dict[str, str]) -> Outputs | None:
+    """The cached outputs if the file is readable and its hashes match, else None."""
+    if not path.is_file():
+        return None
+    try:
+        meta = read_metadata(path)
+        if any(meta.get(k) != v for k, v in expected.items()):
+            return None
+        return read_outputs(path)
+    except (SafetensorError, OSError, ValueError, RuntimeError, UserError):
+        from oodbench.console import stderr
+
+        stderr.print(f"[yellow]warning:[/] cache {path} is corrupt; recomputing it")
+        return None
+
+
+def cached_outputs(
+    cache_dir: Path,
+    key: str,
+    model: torch.nn.Module,
+    data: ImageSet,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    model_hash: str,
+    batch_size: int = 512,
+    like: ImageSet | None = None,
+    progress: Progress | None = None,
+) -> tuple[Outputs, bool]:
+    """Outputs for ``data`` from ``cache_dir/<key>.safetensors`` or one forward pass.
+
+    Returns (outputs, hit). The lock makes a concurrent process wait and then reuse the file
+    rather than repeat the same forward pass.
+    """
+    geometry = (like.channels, *like.size) if like is not None else (data.channels, *data.size)
+    expected = {
+        "format": CACHE_FORMAT,
+        "weights_hash": model_hash,
+        "data_hash": data_hash(data, mean, std, geometry),
+    }
+    path = cache_dir / f"{key}.safetensors"
+    with file_lock(path):
+        hit = _valid_cache(path, expected)
+        if hit is not None:
+            return hit, True
+        out = extract(model, data, mean, std, batch_size, like, progress)
+        write_outputs(path, out, {k: v for k, v in expected.items() if k != "format"})
+    return out, False
