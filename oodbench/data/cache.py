@@ -33,6 +33,11 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "oodbench"
 
 
+def download_dir(root: Path | None) -> Path:
+    """Where ``--download`` puts files: ``--root``, else ``$OODBENCH_CACHE/downloads``."""
+    return root if root is not None else cache_dir() / "downloads"
+
+
 def file_identity(paths: Iterable[Path]) -> list[list[Any]]:
     """Cheap identity of source files: (path, size, mtime_ns). A changed file changes the key."""
     out = []

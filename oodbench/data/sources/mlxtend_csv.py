@@ -12,10 +12,10 @@ from oodbench.data.cache import cached, file_identity
 from oodbench.data.imageset import ImageSet
 from oodbench.data.registry import DatasetSpec, LoadRequest, register
 from oodbench.data.sources.common import check_split, make_set
+from oodbench.data.sources.idx import MNIST_MEAN, MNIST_STD
 from oodbench.errors import UserError
 
 NAME = "mnist-5k"
-MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 
 
 def csv_path(root: Path | None = None) -> Path | None:

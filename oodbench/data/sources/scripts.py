@@ -31,6 +31,10 @@ MIN_PER_SCRIPT = 10
 _NOT_SCRIPTS = {"Zyyy", "Zinh", "Zzzz"}  # common, inherited, unknown
 
 
+def noto_dir(root: Path | None) -> Path:
+    return root / "noto" if root is not None and (root / "noto").is_dir() else NOTO_DIR
+
+
 def regular_fonts(folder: Path) -> list[Path]:
     return [p for p in glyphs.font_files([folder]) if p.stem.endswith("-Regular")]
 
@@ -102,7 +106,7 @@ def build(files: list[Path], only: list[str] | None = None) -> ImageSet:
 
 def _load(req: LoadRequest) -> ImageSet:
     check_split(NAME, req.split, ("test",))
-    files = regular_fonts(req.root / "noto" if req.root else NOTO_DIR)
+    files = regular_fonts(noto_dir(req.root))
     if not files:
         raise UserError(
             "world-scripts found no Noto fonts: run 'make data' (apt-get install fonts-noto-core)"
@@ -121,9 +125,9 @@ register(
         kind="offline",
         geometry="1x28x28",
         num_classes=0,
-        source="letters of 150+ scripts rendered from fonts-noto-core (labels = script id)",
+        source="letters of ~140 scripts rendered from fonts-noto-core (label = script)",
         splits=("test",),
         loader=_load,
-        available=lambda root: bool(regular_fonts(NOTO_DIR)),
+        available=lambda root: bool(regular_fonts(noto_dir(root))),
     )
 )
