@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from safetensors.numpy import save_file
 
+from oodbench.metrics import ece, id_accuracy, softmax
+
 ID_SET = "fashion-mnist"
 OODS = ("mnist-5k", "notmnist-fonts", "gaussian")
 DETECTORS = ("msp", "energy")
@@ -67,19 +69,21 @@ def _squash(det: str, raw: np.ndarray) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def _write_cache(path: Path, loss: str, rng: np.random.Generator, n: int = 600) -> None:
+def _logits(loss: str, rng: np.random.Generator, n: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    """About 90% correct; CE logits are large (overconfident), LogitNorm's raw ones small."""
     labels = rng.integers(0, 10, n)
-    scale = 12.0 if loss == "ce" else 3.0  # CE: large logits, overconfident
-    logits = rng.normal(0, 1, (n, 10))
     correct = rng.random(n) < 0.9
-    logits[np.arange(n), np.where(correct, labels, (labels + 1) % 10)] += 2.5
+    logits = rng.normal(0, 1, (n, 10))
+    logits[np.arange(n), np.where(correct, labels, (labels + 1) % 10)] += 3.0
+    scale = 3.0 if loss == "ce" else 0.7
+    return (logits * scale).astype(np.float32), labels.astype(np.int64)
+
+
+def _write_cache(path: Path, logits: np.ndarray, labels: np.ndarray) -> None:
     (path / "cache").mkdir(exist_ok=True)
+    features = np.zeros((len(labels), 8), dtype=np.float32)
     save_file(
-        {
-            "logits": (logits * scale / 3).astype(np.float32),
-            "features": rng.normal(0, 1, (n, 8)).astype(np.float32),
-            "labels": labels.astype(np.int64),
-        },
+        {"logits": logits, "features": features, "labels": labels},
         str(path / "cache" / f"{ID_SET}-test.safetensors"),
         metadata={"weights_hash": "fixture", "data_hash": "fixture"},
     )
@@ -103,9 +107,14 @@ def make_run(
     config = {"train": config} if nested_config else config
     (path / "config.json").write_text(json.dumps(config))
     ce = loss == "ce"
+    rng = np.random.default_rng(seed + (0 if ce else 100))
+    logits, labels = _logits(loss, rng)
+    temperature = 2.0 if ce else 0.5
     summary = {
-        "id_accuracy": (91.2 if ce else 90.6) + jitter, "ece": 4.1 if ce else 2.3,
-        "ece_ts": 1.2 if ce else 1.0, "temperature": 1.6 if ce else 0.05, "n_test": 600,
+        "id_accuracy": round(id_accuracy(logits, labels) * 100, 2) + jitter,
+        "ece": round(ece(softmax(logits), labels) * 100, 2),
+        "ece_ts": round(ece(softmax(logits, temperature), labels) * 100, 2),
+        "temperature": temperature, "n_test": len(labels),
         "n_val": 500, "loss": loss, "tau": tau, "model": "small_cnn", "id_dataset": ID_SET,
         "seed": seed,
     }  # fmt: skip
@@ -121,9 +130,8 @@ def make_run(
     ).to_csv(path / "history.csv", index=False)  # fmt: skip
     rows = metrics_rows(name, loss, tau, seed, convention, protocol, jitter)
     pd.DataFrame(rows).to_csv(path / "metrics.csv", index=False)
-    rng = np.random.default_rng(seed + (0 if ce else 100))
     _write_scores(path, loss, rng)
-    _write_cache(path, loss, rng)
+    _write_cache(path, logits, labels)
     return path
 
 

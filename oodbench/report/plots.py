@@ -6,6 +6,7 @@ first run (lowest seed) of a column, and says so in its title when a column has 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -14,10 +15,10 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy.special import softmax  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from oodbench.io import atomic_write_with  # noqa: E402
+from oodbench.metrics import ece, softmax  # noqa: E402
 from oodbench.report.load import Run, read_history, read_scores, read_test_logits  # noqa: E402
 from oodbench.report.tables import Group  # noqa: E402
 
@@ -135,15 +136,12 @@ def logit_norm(groups: list[Group], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _bins(conf: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per-bin accuracy and count over 15 equal-width confidence bins, and the ECE in %."""
-    edges = np.linspace(0, 1, ECE_BINS + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, ECE_BINS - 1)
-    count = np.bincount(idx, minlength=ECE_BINS)
-    acc = np.bincount(idx, weights=correct, minlength=ECE_BINS) / np.maximum(count, 1)
-    mean_conf = np.bincount(idx, weights=conf, minlength=ECE_BINS) / np.maximum(count, 1)
-    ece = float(np.sum(count * np.abs(acc - mean_conf)) / max(len(conf), 1) * 100)
-    return acc, count, ece
+def _bin_accuracy(conf: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and count per bin, with the bins oodbench.metrics.ece uses: (lo, hi], 15 wide."""
+    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
+    which = np.clip(np.digitize(conf, edges, right=True), 1, ECE_BINS) - 1
+    count = np.bincount(which, minlength=ECE_BINS)
+    return np.bincount(which, weights=correct, minlength=ECE_BINS) / np.maximum(count, 1), count
 
 
 def reliability(groups: list[Group], path: Path) -> Path | None:
@@ -160,19 +158,21 @@ def reliability(groups: list[Group], path: Path) -> Path | None:
     centres = (np.arange(ECE_BINS) + 0.5) / ECE_BINS
     for r, (g, (logits, labels), temp) in enumerate(rows):
         for c, (t, name) in enumerate(((1.0, "raw"), (temp, f"temperature-scaled, T={temp:.3g}"))):
-            probs = softmax(logits / t, axis=1)
+            probs = softmax(logits, temperature=t)
             conf, correct = probs.max(axis=1), (probs.argmax(axis=1) == labels).astype(float)
-            acc, count, ece = _bins(conf, correct)
+            acc, count = _bin_accuracy(conf, correct)
+            error = ece(probs, labels, bins=ECE_BINS) * 100
             ax = axes[r][c]
             shown = count > 0
             ax.bar(centres[shown], acc[shown], width=1 / ECE_BINS, edgecolor="black",
                    color=COLOURS[r % len(COLOURS)], alpha=0.7, label="accuracy")  # fmt: skip
             ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
             ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max softmax)", ylabel="accuracy")
-            ax.set_title(f"{_title(g)} — {name}\nECE = {ece:.2f}% (15 bins)", fontsize=9)
-            ax.legend(fontsize=7, loc="upper left")
+            ax.set_title(f"{_title(g)} — {name}\nECE = {error:.2f}% (15 bins)", fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8)
     fig.suptitle("Reliability on the ID test set", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return _save(fig, path)
 
 
@@ -180,7 +180,8 @@ def write_plots(
     groups: list[Group], oods: list[str], detector: str, out_dir: Path
 ) -> list[tuple[str, Path]]:
     """Every plot the runs have data for; returns (title, path) pairs for the report."""
-    hist, roc = out_dir / f"scores_{detector}.png", out_dir / f"roc_{detector}.png"
+    safe = re.sub(r"[^A-Za-z0-9_.=-]", "_", detector)  # labels like knn[k=10]
+    hist, roc = out_dir / f"scores_{safe}.png", out_dir / f"roc_{safe}.png"
     made = [
         (f"Score histograms ({detector})", score_histograms(groups, oods, detector, hist)),
         (f"ROC curves ({detector})", roc_curves(groups, oods, detector, roc)),

@@ -21,7 +21,12 @@ VALUES = ("fpr95", "auroc", "aupr")
 KEY = (*COLUMNS, "kind")
 KINDS = ("value", "delta")
 # Different spellings of the same architecture in papers, timm and our registry.
-_MODEL_ALIASES = {"wideresnet402": "wrn402", "wrn40x2": "wrn402", "resnet1832x32": "resnet18"}
+_MODEL_ALIASES = {
+    "wideresnet402": "wrn402",
+    "wrn40x2": "wrn402",
+    "resnet1832x32": "resnet18",
+    "resnet18cifar": "resnet18",
+}
 _OOD_ALIASES = {"average": "average", "texture": "textures", "dtd": "textures", "lsunc": "lsuncrop"}
 
 
