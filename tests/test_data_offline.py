@@ -27,7 +27,7 @@ def test_every_spec_is_sensible(name: str) -> None:
     assert isinstance(spec.available(None), bool)
 
 
-@pytest.mark.parametrize("name", [n for n in DATASETS.names() if n != "world-scripts"])
+@pytest.mark.parametrize("name", DATASETS.names())
 def test_every_available_set_loads(name: str) -> None:
     spec = DATASETS.get(name)
     if not spec.available(None):
@@ -87,8 +87,7 @@ def test_world_scripts_on_a_few_scripts() -> None:
     assert data.images.shape[1:] == (1, 28, 28) and data.images.float().mean() > 10
 
 
-@pytest.mark.slow
-def test_world_scripts_full() -> None:
+def test_world_scripts_full() -> None:  # built once per session by the registry-wide test
     data = load("world-scripts")
     assert data.num_classes >= 140 and len(data) >= 5000
     assert data.labels.max() == data.num_classes - 1

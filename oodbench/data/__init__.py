@@ -29,7 +29,11 @@ def load(
     download: bool = False,
     geometry: tuple[int, int, int] | None = None,
 ) -> ImageSet:
-    """Load a registered dataset split as an ImageSet (``geometry`` only for synthetic sets)."""
+    """Load a registered dataset split as an ImageSet.
+
+    ``geometry`` (C, H, W) makes synthetic sets generate at that geometry and image-folder sets
+    decode at H x W; other sources ignore it (use ``adapt`` to match an ID set).
+    """
     spec = DATASETS.get(name)
     req = LoadRequest(
         split=split,

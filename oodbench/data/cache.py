@@ -111,11 +111,13 @@ def cached(name: str, split: str, identity: Any, build: Callable[[], ImageSet]) 
     The lock makes two processes that miss at once build it once; the second one reads the file.
     """
     path = entry_path(name, split, identity)
+    before = _stamp(path)
     hit = read_entry(path)
     if hit is not None:
         return hit
     with file_lock(path):
-        hit = read_entry(path) if path.is_file() else None
+        # Another process may have written the entry while we waited for the lock.
+        hit = read_entry(path) if _stamp(path) not in (None, before) else None
         if hit is not None:
             return hit
         data = build()
@@ -124,3 +126,11 @@ def cached(name: str, split: str, identity: Any, build: Callable[[], ImageSet]) 
         except OSError as exc:  # a read-only or full cache must not stop the benchmark
             print(f"oodbench: cannot write cache {path} ({exc}); continuing", file=sys.stderr)
         return data
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
