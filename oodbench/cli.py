@@ -79,10 +79,56 @@ def train(ctx: typer.Context) -> None:
     _coming("train", "training issue")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def score(ctx: typer.Context) -> None:
+@app.command()
+def score(
+    run_dir: Annotated[
+        Path | None, typer.Argument(help="Run dir (default: the newest run under --runs-dir).")
+    ] = None,
+    detector: Annotated[
+        list[str] | None,
+        typer.Option("--detector", "-d", help="Detector name, or 'all' (repeatable)."),
+    ] = None,
+    ood: Annotated[
+        list[str] | None,
+        typer.Option(help="OOD set or 'all-offline' (repeatable; default: every one available)."),
+    ] = None,
+    protocol: Annotated[
+        str, typer.Option(help="full (every OOD sample) or paper (|ID|/5, 10 draws).")
+    ] = "full",
+    positive: Annotated[
+        str, typer.Option(help="Positive class for FPR95: id (the paper) or ood (OpenOOD).")
+    ] = "id",
+    k: Annotated[int | None, typer.Option("--k", help="knn: neighbour rank (default 50).")] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="T of energy / odin / gradnorm (default: each paper's).")
+    ] = None,
+    runs_dir: RunsDir = Path("runs"),
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 512,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    root: Root = None,
+    download: Download = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", "--force", help="Recompute rows already scored.")
+    ] = False,
+    quiet: Quiet = False,
+) -> None:
     """Score post-hoc detectors on a run's cached logits and features."""
-    _coming("score", "scoring issue")
+    from oodbench.config import ScoreConfig
+    from oodbench.console import print_table
+    from oodbench.score import rows_table, score_run
+
+    cfg = ScoreConfig(
+        run_dir=str(run_dir) if run_dir else None, runs_dir=str(runs_dir),
+        detectors=tuple(detector or ("energy",)), ood=tuple(ood or ()), protocol=protocol,
+        positive=positive, k=k, temperature=temperature, batch_size=batch_size, device=device,
+        root=str(root) if root else None, download=download, overwrite=overwrite,
+    )  # fmt: skip
+    table = score_run(cfg, quiet=quiet)
+    if len(table):
+        print_table(rows_table(table, f"{table.attrs['run_dir']}: new metrics rows (percent)"))
+    else:
+        typer.echo(f"{table.attrs['run_dir']}: every row is already in metrics.csv "
+                   "(use --overwrite to recompute)", err=True)  # fmt: skip
 
 
 @app.command()

@@ -231,7 +231,7 @@ def cached_outputs(
         "data_hash": data_hash(data, mean, std, geometry),
     }
     path = cache_dir / f"{key}.safetensors"
-    with file_lock(path):
+    with file_lock(cache_dir / f".{key}"):  # hidden lock file beside the cache
         hit = _valid_cache(path, expected)
         if hit is not None:
             return hit, True
