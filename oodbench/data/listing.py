@@ -21,9 +21,10 @@ def datasets_table(root: Path | str | None = None) -> Table:
     """Columns: name, kind, geometry, classes, use, available, source; offline sets first."""
     root = Path(root).expanduser() if root else None
     table = Table(title="oodbench datasets" + (f" (--root {root})" if root else ""))
-    for column in ("name", "kind", "geometry", "classes", "use", "available"):
-        table.add_column(column, no_wrap=True)  # short columns stay whole; source takes the rest
-    table.add_column("source", overflow="fold", ratio=1)
+    for column in ("name", "kind", "geometry", "classes", "use", "available", "source"):
+        # Names and flags stay whole; the long descriptive columns wrap.
+        short = column in ("name", "kind", "classes", "available")
+        table.add_column(column, no_wrap=short, overflow="fold", min_width=None if short else 9)
     specs = sorted(
         (spec for _, spec in DATASETS.items()),
         key=lambda s: (KINDS.index(s.kind), s.role != "id", s.name),
