@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
-from oodbench.config import TrainConfig
+from oodbench.config import TrainConfig, check_run_name, resolve_in
 from oodbench.errors import UserError
 from oodbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from oodbench.models import create_model
@@ -183,3 +184,52 @@ def load_run(
     info["epochs_done"] = meta.get("epoch")
     info["weights_sha256"] = sha256(data)
     return model.to(device).eval(), cfg, info
+
+
+# Fields that may change on --resume; every other field must match the saved config.
+RESUMABLE_CHANGES = ("epochs", "device", "compile", "root", "download")
+
+
+def prepare_run_dir(
+    runs_dir: Path, name: str | None, cfg: TrainConfig, resume: bool, overwrite: bool
+) -> Path:
+    """Pick and check ``runs_dir / name``: refuse to clobber a run, or to resume nothing."""
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pass one of them")
+    base = check_run_name(name or cfg.default_name())
+    run_dir = resolve_in(runs_dir, base)
+    if name is None and not resume and not overwrite:
+        i = 2
+        while run_dir.exists():  # a derived name gets a numeric suffix instead of clobbering
+            run_dir, i = resolve_in(runs_dir, f"{base}-{i}"), i + 1
+    if resume and not run_dir.is_dir():
+        raise UserError(f"no run {run_dir} to resume; drop --resume to start it")
+    if run_dir.exists() and not resume:
+        if not overwrite:
+            raise UserError(
+                f"run dir {run_dir} exists; pass --resume to continue it, --overwrite to replace "
+                "it, or another --name"
+            )
+        looks_like_run = not any(run_dir.iterdir()) or (run_dir / CONFIG).is_file()
+        if not run_dir.is_dir() or not looks_like_run:
+            raise UserError(f"--overwrite refused: {run_dir} is not an oodbench run dir")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def check_resume_config(saved: dict[str, Any], cfg: TrainConfig) -> None:
+    """A resumed run must be the same experiment; only RESUMABLE_CHANGES may differ."""
+    old = TrainConfig.from_json(saved).to_json()
+    for key, value in cfg.to_json().items():
+        if key not in RESUMABLE_CHANGES and old[key] != value:
+            raise UserError(
+                f"cannot resume: the run was trained with {key}={old[key]!r}, not {value!r}; "
+                "drop that option or start a new run"
+            )
+
+
+def clean_temp_files(run_dir: Path) -> None:
+    """Remove temp files a kill -9 left mid-write (atomic writes never renamed them)."""
+    for tmp in run_dir.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)

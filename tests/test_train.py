@@ -1,0 +1,241 @@
+"""The training loop end to end through the CLI: runs, history, determinism, resume, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import safetensors.torch
+import torch
+
+from oodbench import train as train_mod
+from oodbench.checkpoint import HISTORY_COLUMNS, load_run, load_state
+from oodbench.cli import main
+from oodbench.config import TrainConfig
+from oodbench.data import load
+from oodbench.data.augment import crop_flip, normalize, pad_images
+
+FAST = ["--subset", "256", "--batch-size", "64", "--val-size", "1000", "--device", "cpu", "-q"]
+
+
+def run_cli(runs: Path, *args: str) -> int:
+    return main(["train", "--runs-dir", str(runs), *FAST, *args])
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(str(run_dir / "model.safetensors"))
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    wa, wb = weights(a), weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("loss", ["ce", "logitnorm", "logit-penalty"])
+def test_cli_run_writes_the_run_dir(tmp_path: Path, loss: str) -> None:
+    assert run_cli(tmp_path, "--loss", loss, "--epochs", "2") == 0
+    run_dir = next(tmp_path.iterdir())
+    assert {p.name for p in run_dir.iterdir()} == {
+        "config.json",
+        "model.safetensors",
+        "train_state.pt",
+        "history.csv",
+    }
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history.columns) == list(HISTORY_COLUMNS)
+    assert history["epoch"].tolist() == [1, 2]
+    assert history[["train_loss", "train_logit_norm", "test_logit_norm"]].gt(0).all().all()
+    model, cfg, info = load_run(run_dir)
+    assert cfg.loss == loss and not model.training
+    assert info["num_classes"] == 10 and info["in_chans"] == 1 and len(info["val_indices"]) == 1000
+
+
+def test_design_card_example_and_default_name(tmp_path: Path) -> None:
+    assert run_cli(tmp_path, "--loss", "logitnorm", "--tau", "0.04", "--epochs", "1") == 0
+    assert run_cli(tmp_path, "--loss", "logitnorm", "--tau", "0.04", "--epochs", "1") == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "fashion-mnist-small_cnn-logitnorm-t0.04",
+        "fashion-mnist-small_cnn-logitnorm-t0.04-2",
+    ]
+    # same command twice -> bitwise the same weights
+    assert same_weights(tmp_path / names[0], tmp_path / names[1])
+
+
+def test_validation_split_is_seeded_disjoint_and_independent_of_subset() -> None:
+    train_set = load("fashion-mnist", "train")
+    cfg = TrainConfig(val_size=500, subset=100, seed=3)
+    tr, va = train_mod.validation_split(cfg, train_set)
+    tr2, va2 = train_mod.validation_split(TrainConfig(val_size=500, seed=3), train_set)
+    assert torch.equal(va, va2) and torch.equal(tr, tr2[:100])
+    assert len(set(tr2.tolist()) & set(va.tolist())) == 0
+    assert len(tr2) + len(va) == len(train_set)
+    other = train_mod.validation_split(TrainConfig(val_size=500, seed=4), train_set)[1]
+    assert not torch.equal(va, other)
+
+
+def test_crop_flip_matches_slicing() -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8, generator=g)
+    padded = pad_images(images, 2)
+    index = torch.tensor([5, 0, 3])
+    dy, dx, flips = (
+        torch.tensor([0, 4, 2]),
+        torch.tensor([3, 1, 4]),
+        torch.tensor([True, False, True]),
+    )
+    out = crop_flip(padded, index, dy, dx, flips, (8, 8))
+    for j in range(3):
+        ref = padded[index[j], :, dy[j] : dy[j] + 8, dx[j] : dx[j] + 8]
+        ref = ref.flip(-1) if flips[j] else ref
+        assert torch.equal(out[j], ref)
+
+
+def test_normalize_matches_the_formula() -> None:
+    x = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 0.2)
+    ref = (x.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(
+        1, 3, 1, 1
+    )
+    assert torch.allclose(normalize(x, mean, std), ref, atol=1e-5)
+
+
+def test_cosine_and_multistep_schedules() -> None:
+    cos = train_mod.lr_factor(TrainConfig(epochs=4, warmup_epochs=1), steps_per_epoch=10)
+    assert cos(0) == pytest.approx(0.1) and cos(9) == pytest.approx(1.0)
+    assert cos(10) == pytest.approx(1.0) and cos(39) < 0.01
+    multi = train_mod.lr_factor(TrainConfig(epochs=200, schedule="multistep"), 1)
+    assert (
+        multi(79) == 1.0 and multi(80) == pytest.approx(0.1) and multi(140) == pytest.approx(0.01)
+    )
+    scaled = train_mod.lr_factor(TrainConfig(epochs=20, schedule="multistep"), 1)
+    assert (
+        scaled(7) == 1.0 and scaled(8) == pytest.approx(0.1) and scaled(14) == pytest.approx(0.01)
+    )
+
+
+def _interrupt_after(monkeypatch: pytest.MonkeyPatch, calls: int) -> None:
+    """Simulate Ctrl-C: set the stop flag after ``calls`` training steps."""
+    real = train_mod.Loop.step
+    count = {"n": 0}
+
+    def step(self: train_mod.Loop, *args: object) -> None:
+        real(self, *args)
+        count["n"] += 1
+        if count["n"] == calls:
+            self.stop_requested = True
+
+    monkeypatch.setattr(train_mod.Loop, "step", step)
+
+
+@pytest.mark.parametrize("stop_at", [3, 4, 6])  # mid-epoch, epoch boundary, mid-epoch 2
+def test_interrupted_then_resumed_is_bitwise_identical(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    stop_at: int,
+) -> None:
+    args = ("--loss", "logitnorm", "--epochs", "3")
+    assert run_cli(tmp_path / "a", *args, "--name", "x") == 0
+    _interrupt_after(monkeypatch, stop_at)
+    assert run_cli(tmp_path / "b", *args, "--name", "x") == 130
+    err = capsys.readouterr().err
+    assert f"--resume --runs-dir {tmp_path / 'b'} --name x --epochs 3" in err
+    state = load_state(tmp_path / "b" / "x")
+    assert state is not None and state["epoch"] * 4 + state["step"] == stop_at
+    monkeypatch.undo()
+    assert main(["train", "--resume", "--runs-dir", str(tmp_path / "b"), "--name", "x", "-q"]) == 0
+    assert same_weights(tmp_path / "a" / "x", tmp_path / "b" / "x")
+    ha = pd.read_csv(tmp_path / "a" / "x" / "history.csv")
+    hb = pd.read_csv(tmp_path / "b" / "x" / "history.csv")
+    cols = ["epoch", "lr", "train_loss", "train_acc", "test_acc", "train_logit_norm"]
+    pd.testing.assert_frame_equal(ha[cols], hb[cols])
+
+
+def test_resume_can_extend_epochs(tmp_path: Path) -> None:
+    assert run_cli(tmp_path, "--epochs", "1", "--name", "x") == 0
+    assert (
+        main(
+            ["train", "--resume", "--runs-dir", str(tmp_path), "--name", "x", "--epochs", "2", "-q"]
+        )
+        == 0
+    )
+    assert pd.read_csv(tmp_path / "x" / "history.csv")["epoch"].tolist() == [1, 2]
+    assert load_run(tmp_path / "x")[1].epochs == 2
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = train_mod.make_loss
+    calls = {"n": 0}
+
+    def make_loss(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        fn = real(*args, **kwargs)
+
+        def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            calls["n"] += 1
+            out = fn(logits, y)
+            return out * float("nan") if calls["n"] > 5 else out  # NaN in epoch 2
+
+        return loss
+
+    monkeypatch.setattr(train_mod, "make_loss", make_loss)
+    assert run_cli(tmp_path, "--epochs", "3", "--name", "x") == 2
+    err = capsys.readouterr().err
+    assert "diverged" in err and "epoch 2" in err and "epoch 1 is kept" in err
+    assert pd.read_csv(tmp_path / "x" / "history.csv")["epoch"].tolist() == [1]
+    model, _, info = load_run(tmp_path / "x")
+    assert info["epochs_done"] == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_huge_lr_diverges_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(tmp_path, "--epochs", "1", "--lr", "1e30", "--name", "x") == 2
+    assert "diverged" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("name", ["../escape", "/abs", "a/b", "..", "."])
+def test_run_names_cannot_escape(tmp_path: Path, name: str) -> None:
+    runs = tmp_path / "runs"
+    assert run_cli(runs, "--epochs", "1", "--name", name) == 2
+    assert not (tmp_path / "escape").exists() and not runs.exists()
+
+
+def test_existing_run_dir_is_refused_without_resume_or_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(tmp_path, "--epochs", "1", "--name", "x") == 0
+    before = weights(tmp_path / "x")
+    assert run_cli(tmp_path, "--epochs", "1", "--name", "x", "--seed", "1") == 2
+    assert "--resume" in capsys.readouterr().err
+    assert all(torch.equal(before[k], v) for k, v in weights(tmp_path / "x").items())
+    assert run_cli(tmp_path, "--epochs", "1", "--name", "x", "--seed", "1", "--overwrite") == 0
+    assert any(not torch.equal(before[k], v) for k, v in weights(tmp_path / "x").items())
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--subset", "999999"], "--subset 999999 is larger"),
+        (["--loss", "logitnrom"], "logitnorm"),
+        (["--tau", "0"], "--tau"),
+        (["--tau", "nan"], "--tau"),
+        (["--epochs", "0"], "--epochs"),
+        (["--batch-size", "-1"], "--batch-size"),
+        (["--lr", "0"], "--lr"),
+        (["--model", "smallcnn"], "small_cnn"),
+        (["--dataset", "fashion-mnst"], "fashion-mnist"),
+        (["--preset", "paper-cifar1000"], "paper-cifar10"),
+        (["--resume"], "no run"),
+        (["--resume", "--overwrite"], "contradict"),
+    ],
+)
+def test_bad_train_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["train", "--runs-dir", str(tmp_path), "-q", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
