@@ -73,10 +73,108 @@ def _coming(command: str, issue: str) -> None:
     raise UserError(f"'oodbench {command}' is coming ({issue}); it is not built yet")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def train(ctx: typer.Context) -> None:
+@app.command()
+def train(
+    dataset: Annotated[
+        str | None, typer.Option(help="ID training set [default: fashion-mnist].")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Any timm model or small_cnn, wrn_40_2, resnet18_cifar [default: small_cnn]."
+        ),
+    ] = None,
+    loss: Annotated[
+        str | None, typer.Option(help="ce, logitnorm or logit-penalty [default: ce].")
+    ] = None,
+    tau: Annotated[
+        float | None, typer.Option(help="LogitNorm temperature [default: 0.04].")
+    ] = None,
+    penalty: Annotated[
+        float | None, typer.Option(help="Lambda of logit-penalty [default: 0.1].")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs in total [default: 5].")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Global batch size [default: 128].")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: 0.1].")] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="cosine or multistep [default: cosine].")
+    ] = None,
+    warmup_epochs: Annotated[
+        int | None, typer.Option(help="Linear warm-up epochs [default: 0].")
+    ] = None,
+    nesterov: Annotated[
+        bool | None,
+        typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum [default: on]."),
+    ] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(help="Weight decay [default: 5e-4].")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of init, split and augmentation [default: 0].")
+    ] = None,
+    subset: Annotated[
+        int | None, typer.Option(help="Train on the first N training images (smoke runs).")
+    ] = None,
+    val_size: Annotated[
+        int | None, typer.Option(help="Held-out validation images [default: 5000].")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda [default: auto].")] = None,
+    compile: Annotated[
+        bool | None, typer.Option("--compile", help="torch.compile the model.")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="paper-cifar10 or paper-cifar100: the paper's recipe.")
+    ] = None,
+    runs_dir: RunsDir = Path("runs"),
+    name: Annotated[
+        str | None, typer.Option(help="Run name [default: from dataset, model, loss, tau].")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run from its last checkpoint.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing run dir.")
+    ] = False,
+    root: Root = None,
+    download: Download = False,
+    quiet: Quiet = False,
+) -> None:
     """Train a CE, LogitNorm or logit-penalty model on any timm backbone."""
-    _coming("train", "training issue")
+    from oodbench.train import TrainingInterrupted
+    from oodbench.train import train as run_training
+    from oodbench.trainopts import build_config
+
+    options = dict(
+        dataset=dataset,
+        model=model,
+        loss=loss,
+        tau=tau,
+        penalty=penalty,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        schedule=schedule,
+        warmup_epochs=warmup_epochs,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+        seed=seed,
+        subset=subset,
+        val_size=val_size,
+        device=device,
+        compile=compile,
+        download=download or None,
+        root=str(root) if root else None,
+    )
+    cfg = build_config(options, preset, resume, runs_dir, name)
+    try:
+        run_dir = run_training(cfg, runs_dir, name, resume=resume, overwrite=overwrite, quiet=quiet)
+    except TrainingInterrupted as exc:
+        print(f"interrupted: checkpoint saved in {exc.run_dir}; continue with:", file=sys.stderr)
+        print(f"  {exc.resume_command}", file=sys.stderr)
+        raise typer.Exit(130) from None
+    typer.echo(str(run_dir))
 
 
 @app.command()
@@ -237,7 +335,8 @@ def bench(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors with exit 2 for every bad input, never a traceback."""
     try:
-        app(args=argv, prog_name="oodbench", standalone_mode=False)
+        # click returns (not raises) the code of a typer.Exit when standalone_mode is off
+        code = app(args=argv, prog_name="oodbench", standalone_mode=False)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -253,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc.format_message()} (see 'oodbench --help')", file=sys.stderr)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def run() -> None:
