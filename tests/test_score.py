@@ -177,3 +177,15 @@ def test_two_concurrent_score_commands_keep_every_row(run_dir: Path) -> None:
     table = pd.read_csv(run_dir / "metrics.csv")
     got = set(zip(table.detector, table.ood_dataset, strict=True))
     assert {("gen", "gaussian"), ("rmd", "gaussian"), ("energy", "mnist-5k")} <= got
+
+
+def test_cli_as_typed_scores_the_newest_run(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`oodbench score --detector energy` with RUN_DIR defaulting to the newest run."""
+    monkeypatch.chdir(run_dir.parent.parent)
+    argv = ["score", "--runs-dir", run_dir.parent.name, "--detector", "energy", "--ood",
+            "gaussian", "--device", "cpu", "--overwrite", "-q"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "energy" in out and "gaussian" in out
