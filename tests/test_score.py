@@ -169,14 +169,17 @@ def test_two_concurrent_score_commands_keep_every_row(run_dir: Path) -> None:
     """Two real `oodbench score` processes on the same run, different detectors, at once."""
     cmd = [sys.executable, "-m", "oodbench", "score", str(run_dir), "--ood", "gaussian",
            "--device", "cpu", "-q", "--overwrite", "--detector"]  # fmt: skip
+    scoring.score_run(cfg_for(run_dir, detectors=("msp",)), quiet=True)  # rows to keep
+    before = set(zip(*[pd.read_csv(run_dir / "metrics.csv")[c] for c in scoring.KEY], strict=True))
     procs = [subprocess.Popen([*cmd, d], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
              for d in ("gen", "rmd")]  # fmt: skip
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err.decode()
     table = pd.read_csv(run_dir / "metrics.csv")
-    got = set(zip(table.detector, table.ood_dataset, strict=True))
-    assert {("gen", "gaussian"), ("rmd", "gaussian"), ("energy", "mnist-5k")} <= got
+    got = set(zip(*[table[c] for c in scoring.KEY], strict=True))
+    new = {(d, "gaussian", "full", "id-positive") for d in ("gen", "rmd")}
+    assert before | new <= got and len(table) == len(got)
 
 
 def test_cli_as_typed_scores_the_newest_run(
