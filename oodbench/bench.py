@@ -85,12 +85,10 @@ def _check_out(cfg: BenchConfig, stages: list[Stage]) -> None:
 
 
 def _train(stage: Stage, cfg: BenchConfig, quiet: bool) -> None:
-    from oodbench.train import is_finished, train
+    from oodbench.train import train
 
     run_dir = stage.run_dir
-    if cfg.resume and run_dir.exists() and is_finished(run_dir):
-        stderr.print(f"  {run_dir.name}: training already finished, kept")
-        return
+    # Resuming a finished run is a no-op in train(), and resuming with more --epochs extends it.
     resume = cfg.resume and (run_dir / "train_state.pt").exists()
     train(stage.train, run_dir.parent, name=run_dir.name, resume=resume,
           overwrite=cfg.overwrite and not resume, quiet=quiet)  # fmt: skip
