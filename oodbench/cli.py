@@ -222,6 +222,8 @@ def score(
         root=str(root) if root else None, download=download, overwrite=overwrite,
     )  # fmt: skip
     table = score_run(cfg, quiet=quiet)
+    if table.attrs.get("rank", 0):  # torchrun: only rank 0 reports
+        return
     if len(table):
         print_table(rows_table(table, f"{table.attrs['run_dir']}: new metrics rows (percent)"))
     else:

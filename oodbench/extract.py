@@ -115,19 +115,63 @@ def linear_head(model: torch.nn.Module) -> tuple[torch.Tensor | None, torch.Tens
 
 
 def batches(
-    data: ImageSet, batch_size: int, like: ImageSet | None = None
+    data: ImageSet, batch_size: int, like: ImageSet | None = None, rows: range | None = None
 ) -> Iterator[tuple[int, ImageSet]]:
     """Yield (start, chunk); chunks are adapted to ``like``'s geometry one at a time, so an
-    up-sized or colourised OOD set never exists in memory as a whole."""
+    up-sized or colourised OOD set never exists in memory as a whole.
+
+    ``rows`` restricts the pass to a contiguous range (one rank's shard); ``start`` is then
+    relative to ``rows.start``. Chunks start at ``rows.start + i * batch_size``, so a shard
+    that starts on a batch boundary sees exactly the batches a single process would.
+    """
     from oodbench.data import adapt
 
     differs = like is not None and (data.channels, data.size) != (like.channels, like.size)
     if differs and "synthetic" in data.meta:
         # Noise is regenerated from its seed, not resized: per chunk it would repeat itself.
         data, differs = adapt(data, like), False
-    for start in range(0, len(data), batch_size):
-        chunk = data.subset(slice(start, start + batch_size))
-        yield start, adapt(chunk, like) if differs else chunk
+    rows = range(len(data)) if rows is None else rows
+    for start in range(rows.start, rows.stop, batch_size):
+        chunk = data.subset(slice(start, min(start + batch_size, rows.stop)))
+        yield start - rows.start, adapt(chunk, like) if differs else chunk
+
+
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d inside an nn.Sequential
+    into that conv (in place): one op less per layer at inference, about 1e-6 relative change.
+
+    Only Sequential containers are touched, where child order is execution order; pre-activation
+    blocks (BN before conv) are left as they are.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for seq in [m for m in model.modules() if isinstance(m, torch.nn.Sequential)]:
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:], strict=False):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if (
+                isinstance(conv, torch.nn.Conv2d)
+                and type(bn) is torch.nn.BatchNorm2d
+                and bn.track_running_stats
+                and not bn.training
+            ):
+                seq._modules[a] = fuse_conv_bn_eval(conv, bn)
+                seq._modules[b] = torch.nn.Identity()
+    return model
+
+
+def inference_model(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` for extraction: BatchNorm folded, channels_last for conv nets.
+
+    Measured on CPU (docs/performance.md): small_cnn extracts ~1.5x faster with both. The
+    caller's model is left untouched (ODIN and GradNorm still use it for gradients).
+    """
+    import copy
+
+    net = fold_batchnorm(copy.deepcopy(model).eval())
+    if _has_conv(net):
+        net = net.to(memory_format=torch.channels_last)
+    return net
 
 
 def extract(
@@ -138,27 +182,41 @@ def extract(
     batch_size: int = 512,
     like: ImageSet | None = None,
     progress: Progress | None = None,
+    rows: range | None = None,
 ) -> Outputs:
     """One inference-mode pass: features = forward_head(forward_features(x), pre_logits=True),
-    logits = classifier(features). Results are written into preallocated CPU tensors."""
+    logits = classifier(features). Results are written into preallocated CPU tensors.
+
+    ``rows`` limits the pass to that range of ``data`` (a rank's shard, see dist_extract).
+    """
     if len(data) == 0:
         raise UserError(f"dataset {data.name!r} has zero samples; nothing to score")
-    device = next(model.parameters()).device
+    rows = range(len(data)) if rows is None else rows
+    net = inference_model(model)
+    device = next(net.parameters()).device
+    channels_last = _has_conv(net)
     logits = features = None
     with torch.inference_mode():
-        for start, chunk in batches(data, batch_size, like):
-            x = normalize(chunk.images.to(device), mean, std)
-            h = model.forward_head(model.forward_features(x), pre_logits=True).flatten(1)
-            z = model.get_classifier()(h)
+        for start, chunk in batches(data, batch_size, like, rows):
+            x = normalize(chunk.images.to(device, non_blocking=True), mean, std)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            h = net.forward_head(net.forward_features(x), pre_logits=True).flatten(1)
+            z = net.get_classifier()(h)
             if logits is None:
-                logits = torch.empty(len(data), z.shape[1])
-                features = torch.empty(len(data), h.shape[1])
+                logits = torch.empty(len(rows), z.shape[1])
+                features = torch.empty(len(rows), h.shape[1])
             logits[start : start + len(chunk)] = z.float().cpu()
             features[start : start + len(chunk)] = h.float().cpu()
             if progress:
                 progress(len(chunk))
     weight, bias = linear_head(model)
-    return Outputs(logits, features, data.labels.clone(), weight, bias)
+    assert logits is not None and features is not None  # len(rows) > 0 is the caller's job
+    return Outputs(logits, features, data.labels[rows.start : rows.stop].clone(), weight, bias)
+
+
+def _has_conv(net: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
 
 
 def write_outputs(path: Path, out: Outputs, metadata: dict[str, str]) -> None:
@@ -192,7 +250,7 @@ def read_outputs(path: str | Path) -> Outputs:
     return out
 
 
-def _valid_cache(path: Path, expected: dict[str, str]) -> Outputs | None:
+def valid_cache(path: Path, expected: dict[str, str]) -> Outputs | None:
     """The cached outputs if the file is readable and its hashes match, else None."""
     if not path.is_file():
         return None
@@ -206,6 +264,22 @@ def _valid_cache(path: Path, expected: dict[str, str]) -> Outputs | None:
 
         stderr.print(f"[yellow]warning:[/] cache {path} is corrupt; recomputing it")
         return None
+
+
+def cache_expectation(
+    data: ImageSet,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    model_hash: str,
+    like: ImageSet | None = None,
+) -> dict[str, str]:
+    """The metadata a valid cache file for these inputs carries."""
+    geometry = (like.channels, *like.size) if like is not None else (data.channels, *data.size)
+    return {
+        "format": CACHE_FORMAT,
+        "weights_hash": model_hash,
+        "data_hash": data_hash(data, mean, std, geometry),
+    }
 
 
 def cached_outputs(
@@ -225,15 +299,10 @@ def cached_outputs(
     Returns (outputs, hit). The lock makes a concurrent process wait and then reuse the file
     rather than repeat the same forward pass.
     """
-    geometry = (like.channels, *like.size) if like is not None else (data.channels, *data.size)
-    expected = {
-        "format": CACHE_FORMAT,
-        "weights_hash": model_hash,
-        "data_hash": data_hash(data, mean, std, geometry),
-    }
+    expected = cache_expectation(data, mean, std, model_hash, like)
     path = cache_dir / f"{key}.safetensors"
     with file_lock(cache_dir / f".{key}"):  # hidden lock file beside the cache
-        hit = _valid_cache(path, expected)
+        hit = valid_cache(path, expected)
         if hit is not None:
             return hit, True
         out = extract(model, data, mean, std, batch_size, like, progress)

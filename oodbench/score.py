@@ -200,6 +200,7 @@ class Run:
     id_test: ImageSet | None = None
     hashes: dict[str, str] = field(default_factory=dict)
     cache_hits: list[str] = field(default_factory=list)
+    splits: tuple[ImageSet, ImageSet | None] | None = None  # (fit, val), loaded once
     _outputs: dict[str, Outputs] = field(default_factory=dict)
 
     def outputs(self, key: str, data: ImageSet, like: ImageSet | None = None) -> Outputs:
@@ -245,14 +246,21 @@ def load_dataset(cfg: ScoreConfig, tcfg: TrainConfig, name: str, split: str,
     return ds
 
 
-def train_and_val(run: Run) -> tuple[ImageSet, ImageSet | None]:
+def id_splits(cfg: ScoreConfig, tcfg: TrainConfig) -> tuple[ImageSet, ImageSet | None]:
     """The run's own fit split (train minus validation) and its validation split."""
     from oodbench.train import validation_split
 
-    full = load_dataset(run.cfg, run.train_cfg, run.train_cfg.dataset, "train")
-    train_idx, val_idx = validation_split(run.train_cfg, full)
+    full = load_dataset(cfg, tcfg, tcfg.dataset, "train")
+    train_idx, val_idx = validation_split(tcfg, full)
     val = full.subset(torch.as_tensor(val_idx)) if len(val_idx) else None
     return full.subset(torch.as_tensor(train_idx)), val
+
+
+def train_and_val(run: Run) -> tuple[ImageSet, ImageSet | None]:
+    """``id_splits`` of the run, loaded once per score call (not once per detector)."""
+    if run.splits is None:
+        run.splits = id_splits(run.cfg, run.train_cfg)
+    return run.splits
 
 
 # ---------------------------------------------------------------- scoring
@@ -342,8 +350,18 @@ def score_run(cfg: ScoreConfig, quiet: bool = False) -> pd.DataFrame:
     """Score every (detector, OOD set) not yet in metrics.csv; return the new rows.
 
     ``df.attrs["run_dir"]`` is the run scored and ``df.attrs["cache_hits"]`` the cached
-    outputs that were reused instead of extracted.
+    outputs that were reused instead of extracted. Under torchrun the extraction is sharded
+    over the ranks first (oodbench.dist_extract) and rank 0 scores from the warm cache.
     """
+    from oodbench import dist_extract
+
+    if dist_extract.world_size() > 1:
+        return dist_extract.score_sharded(cfg, quiet)
+    return score_local(cfg, quiet)
+
+
+def score_local(cfg: ScoreConfig, quiet: bool = False) -> pd.DataFrame:
+    """``score_run`` in this process alone."""
     detectors = build_detectors(cfg)  # bad names and flags fail before any work
     new_rows: list[dict[str, Any]] = []
     with progress_bar(quiet) as bar:

@@ -6,6 +6,8 @@ they recompute logits from modified features or weights without touching the mod
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,19 @@ def _chunks(n: int, width: int) -> list[slice]:
     return [slice(i, i + step) for i in range(0, n, step)]
 
 
+@contextmanager
+def _one_thread(d: int) -> Iterator[None]:
+    """Run LAPACK calls on a D x D matrix on one thread when D <= 512. On a busy 2-core machine
+    a threaded eigh of a 128 x 128 matrix took 1.8 s instead of 2 ms (threads spin waiting for
+    each other); large matrices still get every thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if d <= 512 else threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _check_percentile(name: str, key: str, value: Any) -> None:
     if key == "percentile" and not 0 <= value < 100:
         raise UserError(f"{name}: percentile must be in [0, 100), got {value}")
@@ -41,7 +56,8 @@ class _Gaussian:
         self.means = torch.stack([h[labels == c].mean(dim=0) for c in classes])
         centred = h - self.means[torch.searchsorted(classes, labels)]
         cov = centred.T @ centred / len(h)
-        self.precision = torch.linalg.pinv(cov, hermitian=True)
+        with _one_thread(cov.shape[0]):
+            self.precision = torch.linalg.pinv(cov, hermitian=True)
 
     def distances(self, features: torch.Tensor) -> torch.Tensor:
         h = as_float(features)
@@ -170,9 +186,11 @@ class ViM(Detector):
 
     def fit(self, train: Outputs) -> Detector:
         w, b = (as_float(t) for t in train.head())
-        self.origin = -torch.linalg.pinv(w) @ b
+        with _one_thread(w.shape[1]):
+            self.origin = -torch.linalg.pinv(w) @ b
         h = as_float(train.features) - self.origin
-        _, vecs = torch.linalg.eigh(h.T @ h / len(h))  # ascending eigenvalues
+        with _one_thread(h.shape[1]):
+            _, vecs = torch.linalg.eigh(h.T @ h / len(h))  # ascending eigenvalues
         self.null_space = vecs[:, : h.shape[1] - self._dim(h.shape[1])]
         self.alpha = (
             as_float(train.logits).max(dim=1).values.mean() / self._residual(train.features).mean()

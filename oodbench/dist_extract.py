@@ -1,0 +1,203 @@
+"""Extraction sharded over torchrun ranks: ``torchrun --nproc_per_node=N -m oodbench score``.
+
+Each rank runs the forward pass on a contiguous shard of whole batches, rank 0 gathers the
+shards (gloo or NCCL) and is the only one that writes the cache. Shards start on batch
+boundaries, so every batch has the same images and size as in a single-process pass and the
+gathered outputs are bitwise those of one process (tests/test_dist_extract.py).
+
+Scoring itself (detectors, metrics, files) then runs on rank 0 from the warm cache; the
+network-rerunning detectors (odin, gradnorm) are not sharded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+
+from oodbench.config import ScoreConfig
+from oodbench.data.imageset import ImageSet
+from oodbench.distributed import Dist, broadcast, cleanup, init
+from oodbench.extract import (
+    Outputs,
+    Progress,
+    cache_expectation,
+    extract,
+    linear_head,
+    valid_cache,
+    write_outputs,
+)
+from oodbench.io import file_lock
+
+
+def world_size() -> int:
+    """WORLD_SIZE as set by torchrun (1 outside it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def shard_rows(n: int, batch_size: int, rank: int, world: int) -> range:
+    """This rank's contiguous rows: the batches 0..ceil(n / batch_size) split as evenly as
+    possible, in rank order, the lower ranks taking the extra batches: rank 0 always has rows
+    (when n > 0), the last ranks get none when there are fewer batches than ranks."""
+    base, extra = divmod(-(-n // batch_size), world)
+    first = rank * base + min(rank, extra)
+    last = first + base + (rank < extra)
+    return range(min(n, first * batch_size), min(n, last * batch_size))
+
+
+def _gather_rows(ctx: Dist, part: torch.Tensor, sizes: list[int]) -> torch.Tensor | None:
+    """Concatenate every rank's ``part`` (first dim = sizes[rank]) on rank 0, else None.
+
+    Collectives need equal shapes, so shards are padded to the largest and trimmed after.
+    """
+    longest = max(sizes)
+    pad = torch.zeros((longest - len(part), *part.shape[1:]), dtype=part.dtype)
+    padded = torch.cat([part, pad]).to(ctx.device)
+    if ctx.device.type == "cuda":  # NCCL has all_gather but no gather
+        pieces = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(pieces, padded)
+    else:
+        pieces = [torch.empty_like(padded) for _ in sizes] if ctx.main else None
+        dist.gather(padded, pieces, dst=0)
+    if not ctx.main:
+        return None
+    assert pieces is not None
+    return torch.cat([p[:s].cpu() for p, s in zip(pieces, sizes, strict=True)])
+
+
+def extract_sharded(
+    ctx: Dist,
+    model: torch.nn.Module,
+    data: ImageSet,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    batch_size: int = 512,
+    like: ImageSet | None = None,
+    progress: Progress | None = None,
+) -> Outputs | None:
+    """The same Outputs as ``extract`` on rank 0 (None on the other ranks)."""
+    if ctx.world == 1:
+        return extract(model, data, mean, std, batch_size, like, progress)
+    rows = [shard_rows(len(data), batch_size, r, ctx.world) for r in range(ctx.world)]
+    mine = rows[ctx.rank]
+    if len(mine):
+        part = extract(model, data, mean, std, batch_size, like, progress, rows=mine)
+        widths = [part.logits.shape[1], part.features.shape[1]]
+    else:
+        part, widths = None, [0, 0]
+    # Rank 0 always has rows (n > 0); its widths size the empty shards of the others.
+    box = [widths]
+    dist.broadcast_object_list(box, src=0)
+    k, d = box[0]
+    logits = part.logits if part else torch.empty(0, k)
+    features = part.features if part else torch.empty(0, d)
+    sizes = [len(r) for r in rows]
+    all_logits = _gather_rows(ctx, logits, sizes)
+    all_features = _gather_rows(ctx, features, sizes)
+    if not ctx.main:
+        return None
+    assert all_logits is not None and all_features is not None
+    weight, bias = linear_head(model)
+    return Outputs(all_logits, all_features, data.labels.clone(), weight, bias)
+
+
+def cached_outputs_sharded(
+    ctx: Dist,
+    cache_dir: Path,
+    key: str,
+    model: torch.nn.Module,
+    data: ImageSet,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    model_hash: str,
+    batch_size: int = 512,
+    like: ImageSet | None = None,
+    progress: Progress | None = None,
+) -> tuple[Outputs | None, bool]:
+    """``extract.cached_outputs`` across ranks: rank 0 decides hit or miss, every rank joins a
+    miss's sharded pass, rank 0 writes the file. Returns (outputs on rank 0 else None, hit).
+
+    No rank holds the cache lock during a collective (that could deadlock with another rank
+    waiting for the lock); rank 0 takes it only to check and to write.
+    """
+    expected = cache_expectation(data, mean, std, model_hash, like)
+    path = cache_dir / f"{key}.safetensors"
+    found = None
+    if ctx.main:
+        with file_lock(cache_dir / f".{key}"):
+            found = valid_cache(path, expected)
+    box = [found is not None]
+    dist.broadcast_object_list(box, src=0)
+    if box[0]:
+        return found, True
+    out = extract_sharded(ctx, model, data, mean, std, batch_size, like, progress)
+    if ctx.main:
+        assert out is not None
+        with file_lock(cache_dir / f".{key}"):
+            write_outputs(path, out, {k: v for k, v in expected.items() if k != "format"})
+    dist.barrier()  # the file exists for every rank from here on
+    return out, False
+
+
+def prefetch(cfg: ScoreConfig, ctx: Dist, quiet: bool = False) -> Path:
+    """Fill the run's cache for everything ``score_run`` will read (ID test and validation,
+    the fit split when a pending detector is fitted, each OOD set with pending rows), every
+    rank taking its shard. Returns the run dir (rank 0's choice)."""
+    from oodbench import score as sc
+    from oodbench.checkpoint import load_run
+    from oodbench.extract import weights_hash
+
+    detectors = sc.build_detectors(cfg)
+    # Every rank validates the run dir (so a bad one fails everywhere), rank 0's choice wins.
+    path = Path(broadcast(ctx, str(sc.resolve_run_dir(cfg))))
+    model, tc, info = load_run(path, ctx.device)
+    mean, std = tuple(info["mean"]), tuple(info["std"])
+    model_hash = info.get("weights_sha256") or weights_hash(model)
+    with sc.progress_bar(quiet or not ctx.main) as bar:
+
+        def fetch(key: str, data: ImageSet, like: ImageSet | None = None) -> None:
+            advance = sc.tracker(bar, f"extract {key} (rank {ctx.rank})", len(data))
+            cached_outputs_sharded(ctx, path / "cache", key, model, data, mean, std,
+                                   model_hash, cfg.batch_size, like, advance)  # fmt: skip
+
+        id_set = sc.load_dataset(cfg, tc, tc.dataset, "test")
+        fetch(f"{tc.dataset}-test", id_set)
+        fit, val = sc.id_splits(cfg, tc)
+        if val is not None:
+            fetch(f"{tc.dataset}-val", val)
+        done = set() if cfg.overwrite else sc.done_keys(path / "metrics.csv")
+        pending = {
+            ood: [d for d in detectors if (d.label, ood, cfg.protocol, cfg.convention) not in done]
+            for ood in sc.ood_names(cfg, tc.dataset)
+        }
+        if any(d.needs_fit for dets in pending.values() for d in dets):
+            fetch(f"{tc.dataset}-train", fit)
+        geometry = (id_set.channels, *id_set.size)
+        for ood in [name for name, dets in pending.items() if dets]:
+            fetch(f"{ood}-test", sc.load_dataset(cfg, tc, ood, "test", geometry), id_set)
+    return path
+
+
+def score_sharded(cfg: ScoreConfig, quiet: bool = False) -> pd.DataFrame:
+    """``score_run`` under torchrun: sharded extraction, then rank 0 scores from the cache.
+
+    The other ranks return an empty table with ``attrs["rank"]`` set (the CLI prints nothing
+    for them)."""
+    from oodbench import score as sc
+
+    ctx = init(cfg.device)
+    try:
+        path = prefetch(cfg, ctx, quiet)
+        if ctx.main:
+            table = sc.score_local(replace(cfg, run_dir=str(path)), quiet)
+        else:
+            table = pd.DataFrame(columns=sc.COLUMNS)
+            table.attrs.update(run_dir=str(path), cache_hits=[])
+    finally:  # the other ranks leave now: scoring on rank 0 makes no more collectives
+        cleanup(ctx)
+    table.attrs["rank"] = ctx.rank
+    return table
