@@ -60,6 +60,7 @@ def _runs_for(cfg: BenchConfig, base: TrainConfig) -> list[tuple[str, TrainConfi
 def run_bench(cfg: BenchConfig, quiet: bool = False) -> Path:
     """Run (or resume) the whole bench; return the report path."""
     stages = plan(cfg)
+    _check_names(cfg)
     _check_out(cfg, stages)
     clock = _Clock(sum(s.units for s in stages))
     for i, stage in enumerate(stages, 1):
@@ -75,7 +76,20 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> Path:
     return report
 
 
+def _check_names(cfg: BenchConfig) -> None:
+    """Unknown detector or OOD names fail now, not after hours of training."""
+    from oodbench.data import DATASETS
+    from oodbench.score import build_detectors
+
+    build_detectors(ScoreConfig(detectors=cfg.detectors))
+    for name in cfg.ood_sets():
+        DATASETS.get(name)
+
+
 def _check_out(cfg: BenchConfig, stages: list[Stage]) -> None:
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the bench runs and report")
     started = [s.run_dir for s in stages if s.kind == "train" and s.run_dir.exists()]
     if started and not (cfg.resume or cfg.overwrite):
         raise UserError(

@@ -291,6 +291,15 @@ def _floats(text: str | None, flag: str) -> tuple[float, ...]:
         ) from None
 
 
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:  # "1.5" must not silently become seed 1
+        raise UserError(
+            f"{flag} takes comma-separated whole numbers, e.g. 0,1,2; got {text!r}"
+        ) from None
+
+
 @app.command()
 def bench(
     preset: Annotated[
@@ -324,7 +333,7 @@ def bench(
     from oodbench.bench import run_bench
     from oodbench.config import BenchConfig
 
-    seed_list = tuple(int(s) for s in _floats(seeds, "--seeds")) if seeds else (seed,)
+    seed_list = _ints(seeds, "--seeds") if seeds else (seed,)
     cfg = BenchConfig(
         preset=preset, out=str(out), epochs=epochs, tau=tau, seeds=seed_list,
         tau_sweep=_floats(tau_sweep, "--tau-sweep"), detectors=tuple(detector or ("all",)),
@@ -341,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         code = app(args=argv, prog_name="oodbench", standalone_mode=False)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A path that is a file where a folder is needed, no permission, a full disk: the
+        # environment, not a bug, so one line naming the path instead of a traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}; check that path", file=sys.stderr)
         return 2
     except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort) as exc:
         if isinstance(exc, typer.Abort | click.exceptions.Abort):

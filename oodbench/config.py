@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import asdict, dataclass, field, fields
@@ -27,7 +28,9 @@ def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise UserError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"{name} must be one of {', '.join(choices)}, got {value!r}{hint}")
 
 
 def check_run_name(name: str) -> str:

@@ -30,9 +30,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results should be as shareable as open()
     try:
         yield tmp
+        # mkstemp makes 0600 (and some writers, e.g. safetensors, recreate the file 0600):
+        # results should be as shareable as open() makes them, so set the mode last.
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)

@@ -34,7 +34,7 @@ KEY = ["detector", "ood_dataset", "protocol", "convention"]
 COLUMNS = [
     "run", "seed", "loss", "tau", "model", "id_dataset", *KEY,
     "fpr95", "auroc", "aupr_in", "aupr_out",
-    "fpr95_std", "auroc_std", "aupr_in_std", "aupr_out_std", "n_id", "n_ood",
+    "fpr95_std", "auroc_std", "aupr_in_std", "aupr_out_std", "n_id", "n_ood", "weights_hash",
 ]  # fmt: skip
 VALUES = ["fpr95", "auroc", "aupr_in", "aupr_out"]
 # CLI flag -> detector hyperparameter it sets.
@@ -104,9 +104,11 @@ def read_metrics(path: Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(path, dtype={"weights_hash": str})  # hex must stay text
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not a readable CSV ({exc}); move it away to rescore") from exc
+    if "weights_hash" not in table.columns:  # written before rows recorded their weights
+        table["weights_hash"] = ""
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise UserError(f"{path} lacks columns {', '.join(missing)}; move it away to rescore")
@@ -127,6 +129,19 @@ def merge_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
 def done_keys(path: Path) -> set[tuple[str, ...]]:
     table = read_metrics(path)
     return {tuple(str(v) for v in row) for row in table[KEY].itertuples(index=False)}
+
+
+def drop_stale(path: Path, weights_hash: str) -> int:
+    """Remove the rows scored with other weights (the run was retrained or extended in place);
+    return how many. Rows that recorded no weights (older files) cannot be trusted either."""
+    if not path.is_file():
+        return 0
+    with file_lock(path.parent / f".{path.name}"):
+        table = read_metrics(path)
+        stale = table["weights_hash"].fillna("").astype(str) != weights_hash
+        if stale.any():
+            atomic_write_text(path, table.loc[~stale, COLUMNS].to_csv(index=False))
+        return int(stale.sum())
 
 
 def metric_row(
@@ -159,7 +174,9 @@ def progress_bar(quiet: bool) -> Progress:
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
-    return Progress(*columns, console=stderr, transient=True, disable=quiet)
+    # Not on a terminal (a pipe, a log file) rich draws nothing useful but leaves a blank line.
+    disable = quiet or not stderr.is_terminal
+    return Progress(*columns, console=stderr, transient=True, disable=disable)
 
 
 def tracker(bar: Progress, what: str, total: int) -> Callable[[int], None]:
@@ -370,12 +387,19 @@ def score_local(cfg: ScoreConfig, quiet: bool = False) -> pd.DataFrame:
         names = ood_names(cfg, tc.dataset)
         id_set = run.id_test
         assert id_set is not None
-        write_summary(run, run.outputs(f"{tc.dataset}-test", id_set))
         path = run.path / "metrics.csv"
+        stale = drop_stale(path, run.model_hash)  # also checks metrics.csv before any write
+        if stale:
+            from oodbench.console import stderr
+
+            stderr.print(f"[yellow]note:[/] model.safetensors changed since {path} was "
+                         f"written: dropped {stale} stale rows; scoring anew",
+                         soft_wrap=True)  # fmt: skip
         done = set() if cfg.overwrite else done_keys(path)
+        write_summary(run, run.outputs(f"{tc.dataset}-test", id_set))
         base = {"run": run.path.name, "seed": tc.seed, "loss": tc.loss, "tau": tc.tau,
                 "model": tc.model, "id_dataset": tc.dataset, "protocol": cfg.protocol,
-                "convention": cfg.convention}  # fmt: skip
+                "convention": cfg.convention, "weights_hash": run.model_hash}  # fmt: skip
         for ood in names:
             todo = [
                 d for d in detectors if (d.label, ood, cfg.protocol, cfg.convention) not in done

@@ -44,13 +44,12 @@ def render(
     returned. ``plots`` is a folder for the PNGs, which the markdown links relative to ``out``.
     """
     check_format(fmt)
+    _check_paths(out, plots)  # before anything is written
     report = build(run_dirs, runs_dir, detectors, oods, reference, convention, protocol)
     if plots is not None:
         report.plots = _plots(report, plots, plot_detector)
     text = _text(report, fmt, out)
     if out is not None:
-        if out.is_dir():
-            raise UserError(f"--out {out} is a folder; give a file name such as {out}/report.md")
         atomic_write_text(out, text)
     elif fmt == "rich":
         from oodbench.console import stdout
@@ -59,9 +58,21 @@ def render(
     return text
 
 
+def _check_paths(out: Path | None, plots: Path | None) -> None:
+    if out is not None and out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name such as {out}/report.md")
+    if plots is not None and plots.exists() and not plots.is_dir():
+        raise UserError(f"--plots {plots} is a file; give a folder for the PNG plots")
+    if out is not None and plots is not None and out.absolute() == plots.absolute():
+        raise UserError("--out and --plots name the same path; --plots is a folder, --out a file")
+
+
 def _plots(report: Report, folder: Path, detector: str) -> list[tuple[str, Path]]:
+    from oodbench.detectors import DETECTORS
     from oodbench.report.plots import write_plots
 
+    if detector.split("[")[0] not in DETECTORS:  # labels such as knn[k=7] name detector knn
+        raise UserError(f"--plot-detector: {DETECTORS.unknown_message(detector)}")
     if detector not in report.detectors:
         detector = report.detectors[0]  # the asked-for detector was filtered out: use the first
     oods = list(dict.fromkeys(report.tidy.loc[report.tidy["detector"] == detector, "ood_dataset"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import io
 import json
 import math
@@ -46,7 +47,9 @@ class TableSpec:
 
 def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
-        raise UserError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        close = difflib.get_close_matches(fmt, FORMATS, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UserError(f"unknown --format {fmt!r}; {hint}choose one of {', '.join(FORMATS)}")
     return fmt
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from oodbench.errors import UserError
@@ -141,7 +142,7 @@ def load_run(path: Path) -> tuple[Run, pd.DataFrame]:
 def read_metrics(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {path}: {exc}; re-run 'oodbench score'") from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -177,7 +178,17 @@ def read_scores(run: Run, detector: str, dataset: str) -> np.ndarray | None:
     path = run.path / "scores" / detector / f"{dataset}.safetensors"
     if not path.is_file():
         return None
-    return np.asarray(load_file(str(path))["scores"], dtype=np.float64)
+    return np.asarray(_arrays(path)["scores"], dtype=np.float64)
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    """A safetensors file's arrays; a damaged file is a clear error, not a traceback."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(
+            f"{path} is corrupt or truncated ({exc}); delete it and re-run 'oodbench score'"
+        ) from exc
 
 
 def read_test_logits(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
@@ -185,5 +196,5 @@ def read_test_logits(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
     path = run.path / "cache" / f"{run.id_dataset}-test.safetensors"
     if not path.is_file():
         return None
-    arrays = load_file(str(path))
+    arrays = _arrays(path)
     return arrays["logits"].astype(np.float64), arrays["labels"].astype(np.int64)
