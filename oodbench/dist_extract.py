@@ -169,7 +169,7 @@ def prefetch(cfg: ScoreConfig, ctx: Dist, quiet: bool = False) -> Path:
         fit, val = sc.id_splits(cfg, tc)
         if val is not None:
             fetch(f"{tc.dataset}-val", val)
-        done = set() if cfg.overwrite else sc.done_keys(path / "metrics.csv")
+        done = set() if cfg.overwrite else _fresh_keys(path / "metrics.csv", model_hash)
         pending = {
             ood: [d for d in detectors if (d.label, ood, cfg.protocol, cfg.convention) not in done]
             for ood in sc.ood_names(cfg, tc.dataset)
@@ -180,6 +180,15 @@ def prefetch(cfg: ScoreConfig, ctx: Dist, quiet: bool = False) -> Path:
         for ood in [name for name, dets in pending.items() if dets]:
             fetch(f"{ood}-test", sc.load_dataset(cfg, tc, ood, "test", geometry), id_set)
     return path
+
+
+def _fresh_keys(path: Path, model_hash: str) -> set[tuple[str, ...]]:
+    """Keys of metrics.csv rows scored with these weights (rank 0 drops the others)."""
+    from oodbench.score import KEY, read_metrics
+
+    table = read_metrics(path)
+    table = table[table["weights_hash"].fillna("").astype(str) == model_hash]
+    return {tuple(str(v) for v in row) for row in table[KEY].itertuples(index=False)}
 
 
 def score_sharded(cfg: ScoreConfig, quiet: bool = False) -> pd.DataFrame:
