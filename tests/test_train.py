@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -116,7 +118,7 @@ def test_cosine_and_multistep_schedules() -> None:
 
 
 def _interrupt_after(monkeypatch: pytest.MonkeyPatch, calls: int) -> None:
-    """Simulate Ctrl-C: set the stop flag after ``calls`` training steps."""
+    """A real Ctrl-C (SIGINT to this process) right after ``calls`` training steps."""
     real = train_mod.Loop.step
     count = {"n": 0}
 
@@ -124,7 +126,7 @@ def _interrupt_after(monkeypatch: pytest.MonkeyPatch, calls: int) -> None:
         real(self, *args)
         count["n"] += 1
         if count["n"] == calls:
-            self.stop_requested = True
+            os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(train_mod.Loop, "step", step)
 
@@ -136,12 +138,12 @@ def test_interrupted_then_resumed_is_bitwise_identical(
     capsys: pytest.CaptureFixture[str],
     stop_at: int,
 ) -> None:
-    args = ("--loss", "logitnorm", "--epochs", "3")
+    args = ("--loss", "logitnorm", "--epochs", "2")
     assert run_cli(tmp_path / "a", *args, "--name", "x") == 0
     _interrupt_after(monkeypatch, stop_at)
     assert run_cli(tmp_path / "b", *args, "--name", "x") == 130
     err = capsys.readouterr().err
-    assert f"--resume --runs-dir {tmp_path / 'b'} --name x --epochs 3" in err
+    assert f"--resume --runs-dir {tmp_path / 'b'} --name x --epochs 2" in err
     state = load_state(tmp_path / "b" / "x")
     assert state is not None and state["epoch"] * 4 + state["step"] == stop_at
     monkeypatch.undo()
@@ -239,3 +241,11 @@ def test_bad_train_options(
     assert main(["train", "--runs-dir", str(tmp_path), "-q", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.slow  # a full 5-epoch Fashion-MNIST run: minutes on 2 cores
+def test_small_cnn_reaches_90_percent_in_5_epochs(tmp_path: Path) -> None:
+    args = ["train", "--runs-dir", str(tmp_path), "--name", "ce", "--epochs", "5", "-q"]
+    assert main([*args, "--device", "cpu"]) == 0
+    history = pd.read_csv(tmp_path / "ce" / "history.csv")
+    assert history["test_acc"].iloc[-1] >= 90.0, history.to_string()

@@ -59,19 +59,22 @@ class _TimmLike(nn.Module):
 
 
 class SmallCNN(_TimmLike):
-    """Compact BatchNorm CNN for CPU runs (~94k parameters at width 32).
+    """Compact BatchNorm CNN for CPU runs (~157k parameters at width 24).
 
-    Two stride-2 convs bring 28x28 down to 7x7 at once: on CPU, full-resolution layers cost
-    more in memory traffic than they add in accuracy on Fashion-MNIST.
+    Stride-2 convs take 28x28 down to 14, 7 and 4: on CPU, full-resolution layers cost more
+    in memory traffic than they add in accuracy, while the cheap 7x7 and 4x4 layers widen the
+    receptive field that global average pooling needs (measured on a Fashion-MNIST proxy).
     """
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 1, width: int = 32) -> None:
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, width: int = 24) -> None:
         super().__init__()
         w = width
         self.features = nn.Sequential(
             _conv_bn(in_chans, w, stride=2),
             _conv_bn(w, 2 * w, stride=2),
-            _conv_bn(2 * w, 4 * w),
+            _conv_bn(2 * w, 2 * w),
+            _conv_bn(2 * w, 4 * w, stride=2),
+            _conv_bn(4 * w, 4 * w),
         )
         self.num_classes, self.num_features = num_classes, 4 * w
         self.fc = nn.Linear(self.num_features, num_classes)
