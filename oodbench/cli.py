@@ -343,6 +343,16 @@ def bench(
     run_bench(cfg, quiet=quiet)
 
 
+def _os_error(exc: OSError) -> str:
+    import urllib.error
+
+    if isinstance(exc, urllib.error.URLError):
+        return (f"download failed ({exc.reason}); check the network, or put the files in a "
+                "folder and pass it as --root")  # fmt: skip
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}; check that path"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors with exit 2 for every bad input, never a traceback."""
     try:
@@ -352,10 +362,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        # A path that is a file where a folder is needed, no permission, a full disk: the
-        # environment, not a bug, so one line naming the path instead of a traceback.
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}{where}; check that path", file=sys.stderr)
+        # A path that is a file where a folder is needed, no permission, a full disk, no
+        # network: the environment, not a bug, so one line instead of a traceback.
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort) as exc:
         if isinstance(exc, typer.Abort | click.exceptions.Abort):

@@ -381,6 +381,26 @@ def test_corrupt_metrics_csv_is_refused_not_overwritten(
     check(["report", str(run), "-f", "csv"], "metrics.csv", watch=(run,), capsys=capsys)
 
 
+def test_failed_download_is_one_line(
+    runs: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No network (simulated: tests never touch the network): one line, not urllib's traceback."""
+    import urllib.error
+
+    from oodbench import data
+
+    real = data.load
+
+    def offline(name: str, *args: object, **kw: object):  # type: ignore[no-untyped-def]
+        if name == "cifar10":
+            raise urllib.error.URLError("[Errno -2] Name or service not known")
+        return real(name, *args, **kw)
+
+    monkeypatch.setattr(data, "load", offline)
+    argv = ["score", str(runs / "tiny"), "-d", "msp", "--ood", "cifar10", "--download", *SCORE]
+    check(argv, "download failed", "--root", watch=(runs,), capsys=capsys)
+
+
 def test_malicious_train_state_is_refused_and_never_runs(run: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     torch.save({"epoch": 1, "step": 0, "weights": _Evil(marker)}, run / "train_state.pt")
@@ -447,6 +467,8 @@ def test_report_out_and_plots_paths(
     check(["report", tiny, "-f", "markdown", "--out", str(folder), "--plots",
            str(tmp_path / "p")], "--out", watch=(runs,), capsys=capsys)  # fmt: skip
     assert not (tmp_path / "p").exists() and (folder / "keep.txt").read_text() == "mine"
+    check(["report", tiny, "-f", "json", "--out", str(afile / "r.json")], "plots.png",
+          "is a file, not a folder", watch=(tmp_path, runs), capsys=capsys)  # fmt: skip
 
 
 def test_bench_out_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

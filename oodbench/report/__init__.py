@@ -59,6 +59,10 @@ def render(
 
 
 def _check_paths(out: Path | None, plots: Path | None) -> None:
+    for flag, path in (("--out", out), ("--plots", plots)):
+        blocked = next((p for p in (path.parents if path else ()) if p.is_file()), None)
+        if blocked is not None:
+            raise UserError(f"{flag} {path}: {blocked} is a file, not a folder; pick another path")
     if out is not None and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out}/report.md")
     if plots is not None and plots.exists() and not plots.is_dir():
