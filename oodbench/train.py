@@ -9,12 +9,10 @@ Metrics are summed on the device and read once per progress refresh, not per ste
 
 from __future__ import annotations
 
-import hashlib
-import math
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +21,19 @@ import torch
 from oodbench import checkpoint as ck
 from oodbench import distributed
 from oodbench.config import TrainConfig
-from oodbench.data import ImageSet, load
-from oodbench.data.augment import crop_flip, draw_crop_flip, normalize, pad_images
+from oodbench.data.augment import crop_flip, normalize
 from oodbench.errors import UserError
 from oodbench.losses import make_loss
 from oodbench.models import check_model_name, create_model
 from oodbench.trainlog import Progress, environment, rng_states, set_rng_states
+from oodbench.trainplan import (  # noqa: F401  (validation_split is part of the API)
+    Data,
+    derive_seed,
+    epoch_plan,
+    load_data,
+    lr_factor,
+    validation_split,
+)
 
 EVAL_BATCH = 1024
 REFRESH_STEPS = 10  # host reads of the metric sums (progress, NaN check, DDP Ctrl-C vote)
@@ -40,106 +45,6 @@ class TrainingInterrupted(Exception):
     def __init__(self, run_dir: Path, resume_command: str) -> None:
         super().__init__(f"interrupted; checkpoint saved in {run_dir}")
         self.run_dir, self.resume_command = run_dir, resume_command
-
-
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed from (seed, purpose, epoch, ...): independent streams, no shared state."""
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def validation_split(cfg: TrainConfig, train_set: ImageSet) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train_idx, val_idx): a seeded hold-out of ``val_size``; ``--subset`` = first N of the rest.
-
-    The hold-out is drawn from the full training set, so it does not depend on ``--subset``.
-    """
-    n = len(train_set)
-    if cfg.val_size >= n:
-        raise UserError(f"--val-size {cfg.val_size} leaves no training data ({n} images)")
-    g = torch.Generator().manual_seed(derive_seed(cfg.seed, "val"))
-    perm = torch.randperm(n, generator=g)
-    val_idx, train_idx = perm[: cfg.val_size].sort().values, perm[cfg.val_size :].sort().values
-    if cfg.subset is not None:
-        if cfg.subset > len(train_idx):
-            raise UserError(
-                f"--subset {cfg.subset} is larger than the {len(train_idx)} training images of "
-                f"{train_set.name} left after --val-size {cfg.val_size}; use a smaller --subset"
-            )
-        train_idx = train_idx[: cfg.subset]
-    return train_idx, val_idx
-
-
-def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    """Per-step LR multiplier: linear warm-up, then cosine to 0 or the paper's multistep.
-
-    Multistep milestones are given for a 200-epoch run (80/140) and scale with --epochs.
-    """
-    total, warm = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
-    milestones = [round(m * cfg.epochs / 200) * steps_per_epoch for m in cfg.milestones]
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if cfg.schedule == "multistep":
-            return cfg.gamma ** sum(step >= m for m in milestones)
-        progress = (step - warm) / max(1, total - warm)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-@dataclass
-class Data:
-    padded: torch.Tensor  # uint8 train images, zero-padded for cropping, on the device
-    labels: torch.Tensor
-    test_images: torch.Tensor
-    test_labels: torch.Tensor
-    size: tuple[int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def load_data(cfg: TrainConfig, device: torch.device) -> Data:
-    kw = {"root": cfg.root, "download": cfg.download}
-    train_set, test_set = load(cfg.dataset, "train", **kw), load(cfg.dataset, "test", **kw)
-    if train_set.num_classes < 2:
-        raise UserError(f"{cfg.dataset} has no classes to train on; pick an ID dataset")
-    train_idx, val_idx = validation_split(cfg, train_set)
-    n_test = min(len(test_set), cfg.subset or len(test_set))  # smoke runs evaluate less too
-    info = {
-        "num_classes": train_set.num_classes,
-        "in_chans": train_set.channels,
-        "img_size": list(train_set.size),
-        "mean": list(train_set.mean),
-        "std": list(train_set.std),
-        "n_train": len(train_idx),
-        "n_test": n_test,
-        "val_indices": val_idx.tolist(),
-    }
-    return Data(
-        padded=pad_images(train_set.images[train_idx], cfg.crop_padding).to(device),
-        labels=train_set.labels[train_idx].to(device),
-        test_images=test_set.images[:n_test].to(device),
-        test_labels=test_set.labels[:n_test].to(device),
-        size=train_set.size,
-        mean=train_set.mean,
-        std=train_set.std,
-        info=info,
-    )
-
-
-def epoch_plan(
-    cfg: TrainConfig, epoch: int, n: int, ctx: distributed.Dist
-) -> tuple[torch.Tensor, ...]:
-    """This rank's shard of the epoch's permutation and augmentation draws (like a
-    DistributedSampler), all derived from (seed, epoch) and moved to the device once."""
-    g = torch.Generator().manual_seed(derive_seed(cfg.seed, "epoch", epoch))
-    perm = torch.randperm(n, generator=g)
-    dy, dx, flips = draw_crop_flip(n, cfg.crop_padding, cfg.flip, g)
-    usable = n - n % ctx.world
-    mine = slice(ctx.rank, usable, ctx.world)
-    return tuple(t[mine].to(ctx.device) for t in (perm, dy, dx, flips))
 
 
 @dataclass
@@ -314,7 +219,9 @@ def run_epoch(
         loop.step(plan, epoch, s, sums)
         refresh = (s + 1) % REFRESH_STEPS == 0 or s + 1 == loop.steps
         if refresh:
-            check_finite(loop, epoch, s, sums)
+            # one rank may see the NaN a step before the others: decide together
+            bad = distributed.any_rank(ctx, not bool(torch.isfinite(sums).all()))
+            check_finite(loop, epoch, s, sums.new_full((1,), float("nan")) if bad else sums)
             bar.update(
                 s + 1, sums, loop.batch * (s + 1 - start) * ctx.world, time.perf_counter() - t0
             )
@@ -395,10 +302,16 @@ def _train(
     quiet: bool,
     ctx: distributed.Dist,
 ) -> Path:
-    run_dir = None
+    chosen: str | UserError = ""
     if ctx.main:
-        run_dir = ck.prepare_run_dir(runs_dir, name, cfg, resume, overwrite)
-    run_dir = Path(distributed.broadcast(ctx, str(run_dir)))
+        try:
+            chosen = str(ck.prepare_run_dir(runs_dir, name, cfg, resume, overwrite))
+        except UserError as exc:
+            chosen = exc  # every rank must raise it, or the others would wait forever
+    chosen = distributed.broadcast(ctx, chosen)
+    if isinstance(chosen, UserError):
+        raise chosen
+    run_dir = Path(chosen)
     state = None
     if resume and (run_dir / ck.CONFIG).is_file():
         ck.check_resume_config(ck.read_config(run_dir), cfg)
