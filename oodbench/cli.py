@@ -76,51 +76,51 @@ def _coming(command: str, issue: str) -> None:
 @app.command()
 def train(
     dataset: Annotated[
-        str | None, typer.Option(help="ID training set [default: fashion-mnist].")
+        str | None, typer.Option(help="ID training set \\[default: fashion-mnist].")
     ] = None,
     model: Annotated[
         str | None,
         typer.Option(
-            help="Any timm model or small_cnn, wrn_40_2, resnet18_cifar [default: small_cnn]."
+            help="Any timm model or small_cnn, wrn_40_2, resnet18_cifar \\[default: small_cnn]."
         ),
     ] = None,
     loss: Annotated[
-        str | None, typer.Option(help="ce, logitnorm or logit-penalty [default: ce].")
+        str | None, typer.Option(help="ce, logitnorm or logit-penalty \\[default: ce].")
     ] = None,
     tau: Annotated[
-        float | None, typer.Option(help="LogitNorm temperature [default: 0.04].")
+        float | None, typer.Option(help="LogitNorm temperature \\[default: 0.04].")
     ] = None,
     penalty: Annotated[
-        float | None, typer.Option(help="Lambda of logit-penalty [default: 0.1].")
+        float | None, typer.Option(help="Lambda of logit-penalty \\[default: 0.1].")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs in total [default: 5].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs in total \\[default: 5].")] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Global batch size [default: 128].")
+        int | None, typer.Option(help="Global batch size \\[default: 128].")
     ] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: 0.1].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate \\[default: 0.1].")] = None,
     schedule: Annotated[
-        str | None, typer.Option(help="cosine or multistep [default: cosine].")
+        str | None, typer.Option(help="cosine or multistep \\[default: cosine].")
     ] = None,
     warmup_epochs: Annotated[
-        int | None, typer.Option(help="Linear warm-up epochs [default: 0].")
+        int | None, typer.Option(help="Linear warm-up epochs \\[default: 0].")
     ] = None,
     nesterov: Annotated[
         bool | None,
-        typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum [default: on]."),
+        typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum \\[default: on]."),
     ] = None,
     weight_decay: Annotated[
-        float | None, typer.Option(help="Weight decay [default: 5e-4].")
+        float | None, typer.Option(help="Weight decay \\[default: 5e-4].")
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Seed of init, split and augmentation [default: 0].")
+        int | None, typer.Option(help="Seed of init, split and augmentation \\[default: 0].")
     ] = None,
     subset: Annotated[
         int | None, typer.Option(help="Train on the first N training images (smoke runs).")
     ] = None,
     val_size: Annotated[
-        int | None, typer.Option(help="Held-out validation images [default: 5000].")
+        int | None, typer.Option(help="Held-out validation images \\[default: 5000].")
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda [default: auto].")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda \\[default: auto].")] = None,
     compile: Annotated[
         bool | None, typer.Option("--compile", help="torch.compile the model.")
     ] = None,
@@ -129,7 +129,7 @@ def train(
     ] = None,
     runs_dir: RunsDir = Path("runs"),
     name: Annotated[
-        str | None, typer.Option(help="Run name [default: from dataset, model, loss, tau].")
+        str | None, typer.Option(help="Run name \\[default: from dataset, model, loss, tau].")
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run from its last checkpoint.")
