@@ -164,7 +164,8 @@ class ScoreConfig:
         return f"{self.positive}-positive"
 
 
-OFFLINE_DEMO_EPOCHS = 10  # fits `make demo` in 20 minutes on 2 CPU cores (docs/results.md)
+# Fits `make demo` in 20 minutes on 2 CPU cores, install included (docs/results.md).
+OFFLINE_DEMO_EPOCHS = 15
 PAPER_OOD = ("textures", "svhn", "places365", "lsun-crop", "lsun-resize", "isun")
 
 
