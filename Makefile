@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install data test test-all demo bench lint format clean
+.PHONY: install data test test-all demo bench gpu-check lint format clean
 
 install: $(STAMP)
 
@@ -27,6 +27,16 @@ test-all: install data
 # sets). --resume makes a second `make demo` finish an interrupted one or just re-print it.
 demo: install data
 	$(BIN)/oodbench bench --resume
+
+# Throughput against the textbook loop, scoring cost, and scaling tables (docs/performance.md).
+bench: install data
+	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/score_throughput.py
+	$(BIN)/python benchmarks/scaling.py
+
+# On a machine with a CUDA GPU: wrn_40_2 on CIFAR-shaped data, oodbench vs textbook loop.
+gpu-check: install
+	bash benchmarks/gpu_check.sh
 
 lint: install
 	$(BIN)/ruff check .
