@@ -316,7 +316,13 @@ def _train(
     if resume and (run_dir / ck.CONFIG).is_file():
         ck.check_resume_config(ck.read_config(run_dir), cfg)
         state = ck.load_state(run_dir)
-    loop = build_loop(cfg, ctx, run_dir)
+    try:
+        loop = build_loop(cfg, ctx, run_dir)
+    except BaseException:
+        # Bad data or model options fail here: leave no empty run dir to block the next try.
+        if ctx.main and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
     if ctx.main:
         ck.clean_temp_files(run_dir)
         ck.write_config(run_dir, cfg.to_json() | loop.data.info | loop.arch | environment(ctx))

@@ -114,7 +114,6 @@ def test_train_unknown_names(
 ) -> None:
     check(["train", "--runs-dir", str(tmp_path), *argv, *TINY], *needles, watch=(tmp_path,),
           capsys=capsys)  # fmt: skip
-    # (an unknown --dataset still leaves an empty run dir: see the xfail test below)
 
 
 def test_score_unknown_detector_in_a_new_process(runs: Path) -> None:
@@ -257,11 +256,6 @@ def test_train_data_too_small(
     assert not temp_files(tmp_path)
 
 
-@pytest.mark.xfail(
-    reason="training side: prepare_run_dir creates the run dir before the data load fails, "
-    "so an empty run dir is left (then 'run dir exists' on the next try); reported",
-    strict=False,
-)
 @pytest.mark.parametrize("bad", [["--subset", "100000"], ["--dataset", "fashon-mnist"]])
 def test_train_that_fails_on_its_data_leaves_no_run_dir(tmp_path: Path, bad: list[str]) -> None:
     assert main(["train", "--runs-dir", str(tmp_path), "--name", "r", *bad, "--device", "cpu",
