@@ -66,11 +66,9 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> Path:
     for i, stage in enumerate(stages, 1):
         what = f"{stage.kind} {stage.run_dir.relative_to(cfg.out)}"
         stderr.print(f"[bold cyan]bench[/] stage {i}/{len(stages)}: {what}  ·  {clock.status()}")
-        if stage.kind == "train":
-            _train(stage, cfg, quiet)
-        else:
-            _score(stage, cfg, quiet)
-        clock.done(stage.units)
+        worked = _train(stage, cfg, quiet) if stage.kind == "train" else _score(stage, cfg, quiet)
+        # Stages a resumed bench finds done cost nothing: they must not skew the time estimate.
+        clock.done(stage.units) if worked else clock.skip(stage.units)
     report = _report(cfg, [s.run_dir for s in stages if s.kind == "score"])
     stderr.print(f"[bold cyan]bench[/] finished in {clock.elapsed()}; report: {report}")
     return report
@@ -98,17 +96,27 @@ def _check_out(cfg: BenchConfig, stages: list[Stage]) -> None:
         )
 
 
-def _train(stage: Stage, cfg: BenchConfig, quiet: bool) -> None:
+def _epochs_done(run_dir: Path) -> int:
+    history = run_dir / "history.csv"
+    return len(pd.read_csv(history)) if history.is_file() else 0
+
+
+def _train(stage: Stage, cfg: BenchConfig, quiet: bool) -> bool:
+    """Train (or resume) one run; False when it was already finished."""
     from oodbench.train import train
 
     run_dir = stage.run_dir
-    # Resuming a finished run is a no-op in train(), and resuming with more --epochs extends it.
+    # Resuming with more --epochs extends a finished run; with the same epochs it is kept.
     resume = cfg.resume and (run_dir / "train_state.pt").exists()
+    if resume and _epochs_done(run_dir) >= stage.train.epochs:
+        return False
     train(stage.train, run_dir.parent, name=run_dir.name, resume=resume,
           overwrite=cfg.overwrite and not resume, quiet=quiet)  # fmt: skip
+    return True
 
 
-def _score(stage: Stage, cfg: BenchConfig, quiet: bool) -> None:
+def _score(stage: Stage, cfg: BenchConfig, quiet: bool) -> bool:
+    """Score every missing (detector, OOD set) of one run; False when none was missing."""
     from oodbench.score import score_run
 
     score_cfg = ScoreConfig(
@@ -121,7 +129,7 @@ def _score(stage: Stage, cfg: BenchConfig, quiet: bool) -> None:
         root=cfg.root,
         download=cfg.download,
     )
-    score_run(score_cfg, quiet=quiet)
+    return not score_run(score_cfg, quiet=quiet).empty
 
 
 def _report(cfg: BenchConfig, run_dirs: list[Path]) -> Path:
@@ -201,6 +209,9 @@ class _Clock:
 
     def done(self, units: float) -> None:
         self.units_done += units
+
+    def skip(self, units: float) -> None:
+        self.total -= units
 
     def elapsed(self) -> str:
         return _hms(self.now() - self.start)

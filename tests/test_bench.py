@@ -78,3 +78,12 @@ def test_clock_estimates_time_left_from_units_done() -> None:
     now[0] = 30.0
     clock.done(2.0)
     assert "about 2:00 left" in clock.status()
+
+
+def test_clock_ignores_skipped_stages() -> None:
+    now = [0.0]
+    clock = _Clock(10.0, now=lambda: now[0])
+    clock.skip(4.0)  # a resumed bench found these done in no time
+    now[0] = 60.0
+    clock.done(2.0)
+    assert "about 2:00 left" in clock.status()
