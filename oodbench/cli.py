@@ -322,6 +322,9 @@ def bench(
     ] = None,
     ood: Annotated[list[str] | None, typer.Option(help="OOD sets (default: preset's).")] = None,
     subset: Annotated[int | None, typer.Option(help="Train on the first N images.")] = None,
+    val_size: Annotated[
+        int, typer.Option(help="Training images held out for validation (temperature, tau).")
+    ] = 5000,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     root: Root = None,
     download: Download = False,
@@ -337,7 +340,7 @@ def bench(
     cfg = BenchConfig(
         preset=preset, out=str(out), epochs=epochs, tau=tau, seeds=seed_list,
         tau_sweep=_floats(tau_sweep, "--tau-sweep"), detectors=tuple(detector or ("all",)),
-        ood=tuple(ood or ()), subset=subset, device=device,
+        ood=tuple(ood or ()), subset=subset, val_size=val_size, device=device,
         root=str(root) if root else None, download=download, resume=resume, overwrite=overwrite,
     )  # fmt: skip
     run_bench(cfg, quiet=quiet)

@@ -218,6 +218,7 @@ class BenchConfig:
     detectors: tuple[str, ...] = ("all",)
     ood: tuple[str, ...] = ()
     subset: int | None = None
+    val_size: int = 5000
     device: str = "auto"
     root: str | None = None
     download: bool = False
@@ -258,6 +259,7 @@ class BenchConfig:
             milestones=p.milestones,
             crop_padding=p.crop_padding,
             subset=self.subset,
+            val_size=self.val_size,
             seed=self.seeds[0],
             device=self.device,
             root=self.root,

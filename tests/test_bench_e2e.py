@@ -1,0 +1,74 @@
+"""bench end to end on tiny data: report, headline, resume per (detector, OOD set), presets."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from oodbench.cli import main
+
+TINY = ["--epochs", "1", "--subset", "256", "--val-size", "256", "--device", "cpu", "--quiet"]
+
+
+def test_offline_bench_reports_then_resumes_only_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench"
+    assert main(["bench", "--out", str(out), "-d", "msp", "--ood", "gaussian", *TINY]) == 0
+    headline = capsys.readouterr().out
+    assert "MSP FPR95" in headline and "LogitNorm" in headline
+    report = (out / "report.md").read_text()
+    assert "CE" in report and "LogitNorm τ=0.04" in report
+    assert (out / "plots" / "scores_msp.png").stat().st_size > 5000
+    weights = (out / "ce" / "model.safetensors").read_bytes()
+
+    # A second bench with the same --out must be told to --resume.
+    argv = ["bench", "--out", str(out), "-d", "msp", "-d", "energy", "--ood", "gaussian", *TINY]
+    assert main(argv) == 2
+    assert "--resume" in capsys.readouterr().err
+
+    assert main([*argv, "--resume"]) == 0
+    assert (out / "ce" / "model.safetensors").read_bytes() == weights  # not retrained
+    metrics = pd.read_csv(out / "logitnorm" / "metrics.csv")
+    assert sorted(metrics["detector"]) == ["energy", "msp"]
+    assert set(metrics["protocol"]) == {"paper"} and set(metrics["convention"]) == {"id-positive"}
+
+
+def _fake_cifar10(root: Path, n_train: int, n_test: int) -> None:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in [
+        *((f"data_batch_{i}", n_train // 5) for i in range(1, 6)),
+        ("test_batch", n_test),
+    ]:
+        labels = list(rng.integers(0, 10, n))
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        (folder / name).write_bytes(pickle.dumps({"labels": labels, "data": data}, protocol=2))
+
+
+def _fake_svhn(root: Path, n: int) -> None:
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+    savemat(root / "test_32x32.mat", {"X": x, "y": rng.integers(1, 11, (n, 1))})
+
+
+def test_paper_cifar10_preset_dry_run_on_fixture_data(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _fake_cifar10(root, n_train=400, n_test=40)
+    _fake_svhn(root, 30)
+    out = tmp_path / "paper"
+    argv = ["bench", "--preset", "paper-cifar10", "--out", str(out), "--root", str(root),
+            "-d", "msp", "--ood", "svhn", "--epochs", "1", "--subset", "64", "--val-size", "32",
+            "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    config = (out / "logitnorm" / "config.json").read_text()
+    assert '"wrn_40_2"' in config and '"multistep"' in config and '"cifar10"' in config
+    rows = pd.read_csv(out / "ce" / "metrics.csv")
+    assert rows["ood_dataset"].tolist() == ["svhn"] and rows["n_id"].tolist() == [40]
