@@ -29,7 +29,8 @@ class Progress:
             rp.TextColumn("{task.fields[stats]}"),
             rp.TimeRemainingColumn(),
             console=stderr,
-            disable=not enabled,
+            # Off a terminal the live bar only adds blank lines to logs; epoch lines still print.
+            disable=not (enabled and stderr.is_terminal),
             transient=True,
         )
         self.task: rp.TaskID | None = None
