@@ -68,6 +68,29 @@ def choose_tau(table: pd.DataFrame) -> float | None:
     return float(ok.sort_values(["gaussian_msp_fpr95", "tau"]).iloc[0]["tau"])
 
 
+HEADERS = {
+    "loss": "loss",
+    "tau": "τ",
+    "val_acc": "val acc",
+    "test_acc": "test acc",
+    "gaussian_msp_fpr95": "gaussian MSP FPR95*",
+    "test_msp_fpr95": "test MSP FPR95",
+    "test_msp_auroc": "test MSP AUROC",
+    "test_energy_fpr95": "test energy FPR95",
+    "selected": "chosen",
+}
+
+
+def _cell(column: str, value: object) -> str:
+    if column == "loss":
+        return "CE" if value == "ce" else "LogitNorm"
+    if column == "selected":
+        return "[bold green]✓[/]" if value else ""
+    if isinstance(value, float):
+        return "-" if pd.isna(value) else f"{value:.2f}"
+    return str(value)
+
+
 def write_tau_table(cfg: BenchConfig, run_dirs: list[Path]) -> Path:
     from rich.table import Table
 
@@ -78,11 +101,14 @@ def write_tau_table(cfg: BenchConfig, run_dirs: list[Path]) -> Path:
     table["selected"] = table["tau"].eq(chosen) if chosen is not None else False
     out = Path(cfg.out) / "tau_sweep.csv"
     atomic_write_text(out, table.to_csv(index=False, float_format="%.2f"))
-    view = Table(title=f"tau sweep: selected tau = {chosen} (lowest MSP FPR95 on {SELECTION_SET}, "
-                 f"val acc within {ACC_TOLERANCE:g} pt of CE)")  # fmt: skip
-    for col in table.columns:
-        view.add_column(col, justify="right")
+    title = (f"tau sweep: chosen τ = {chosen} (lowest MSP FPR95 on {SELECTION_SET}, among runs "
+             f"whose validation accuracy is within {ACC_TOLERANCE:g} point of CE's); test columns "
+             f"average the OOD sets other than {SELECTION_SET}, in %")  # fmt: skip
+    view = Table(title=title, caption=f"* the selection score; the full table is in {out}")
+    for col in HEADERS:
+        view.add_column(HEADERS[col], justify="left" if col == "loss" else "right",
+                        no_wrap=col == "loss")  # fmt: skip
     for _, row in table.iterrows():
-        view.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row))
+        view.add_row(*(_cell(col, row[col]) for col in HEADERS))
     stdout.print(view)
     return out
