@@ -206,8 +206,12 @@ def offline_ood() -> tuple[str, ...]:
     return tuple(OFFLINE_OOD)
 
 
+# tau 0.1 was chosen the paper's way by `oodbench bench --tau-sweep 0.01,0.02,0.04,0.1,1.0`
+# (15 epochs, seed 0): lowest MSP FPR95 on Gaussian noise among the taus whose validation accuracy
+# stays within 1 point of CE's (docs/results.md). The paper's CIFAR value is 0.04.
+OFFLINE_TAU = 0.1
 _OFFLINE_RECIPE = {"dataset": "fashion-mnist", "model": "small_cnn", "epochs": OFFLINE_DEMO_EPOCHS,
-                   "tau": 0.04, "schedule": "cosine", "crop_padding": 2}  # fmt: skip
+                   "tau": OFFLINE_TAU, "schedule": "cosine", "crop_padding": 2}  # fmt: skip
 PRESETS: dict[str, Preset] = {
     "offline": Preset(_OFFLINE_RECIPE, ()),
     "paper-cifar10": Preset(TRAIN_PRESETS["paper-cifar10"], PAPER_OOD),

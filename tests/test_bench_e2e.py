@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from oodbench.cli import main
+from oodbench.config import OFFLINE_TAU
 
 TINY = ["--epochs", "1", "--subset", "256", "--val-size", "256", "--device", "cpu", "--quiet"]
 
@@ -22,7 +23,7 @@ def test_offline_bench_reports_then_resumes_only_what_is_missing(
     headline = capsys.readouterr().out
     assert "MSP FPR95" in headline and "LogitNorm" in headline
     report = (out / "report.md").read_text()
-    assert "CE" in report and "LogitNorm τ=0.04" in report
+    assert "CE" in report and f"LogitNorm τ={OFFLINE_TAU:g}" in report
     assert (out / "plots" / "scores_msp.png").stat().st_size > 5000
     weights = (out / "ce" / "model.safetensors").read_bytes()
 
