@@ -18,21 +18,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from _evil import Evil
 
 from oodbench.cli import main
 
 TINY = ["--subset", "256", "--epochs", "1", "--val-size", "64", "--device", "cpu", "--quiet"]
 SCORE = ["--device", "cpu", "-q"]
-
-
-class _Evil:
-    """Unpickling this runs ``touch marker``: what a crafted checkpoint would do."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return os.system, (f"touch {self.marker}",)
 
 
 @pytest.fixture(scope="module")
@@ -397,7 +388,7 @@ def test_failed_download_is_one_line(
 
 def test_malicious_train_state_is_refused_and_never_runs(run: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    torch.save({"epoch": 1, "step": 0, "weights": _Evil(marker)}, run / "train_state.pt")
+    torch.save({"epoch": 1, "step": 0, "weights": Evil(marker)}, run / "train_state.pt")
     check(["train", "--runs-dir", str(run.parent), "--name", "tiny", "--resume", "--epochs",
            "2", "-q"], "refusing", "train_state.pt", watch=(run,))  # fmt: skip
     assert not marker.exists(), "the pickle's payload ran"

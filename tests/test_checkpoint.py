@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from _evil import Evil
 
 from oodbench.checkpoint import load_run, load_state
 from oodbench.cli import main
 from oodbench.errors import UserError
 
 FAST = ["--subset", "128", "--batch-size", "64", "--val-size", "500", "--device", "cpu", "-q"]
-
-
-class _Evil:
-    """Unpickling this runs os.system(touch marker): what a crafted checkpoint would do."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return os.system, (f"touch {self.marker}",)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +33,7 @@ def _copy_run(src: Path, dst: Path) -> Path:
 def test_the_evil_pickle_really_is_evil(tmp_path: Path) -> None:
     # guard: prove the payload would run with a plain (unsafe) load, so the refusal means something
     marker, path = tmp_path / "pwned", tmp_path / "evil.pt"
-    torch.save({"epoch": 1, "weights": _Evil(marker)}, path)
+    torch.save({"epoch": 1, "weights": Evil(marker)}, path)
     torch.load(path, weights_only=False)
     assert marker.exists()
 
@@ -53,7 +43,7 @@ def test_malicious_train_state_is_refused_and_never_runs(
 ) -> None:
     run = _copy_run(trained, tmp_path / "r")
     marker = tmp_path / "pwned"
-    torch.save({"epoch": 1, "step": 0, "weights": _Evil(marker)}, run / "train_state.pt")
+    torch.save({"epoch": 1, "step": 0, "weights": Evil(marker)}, run / "train_state.pt")
     with pytest.raises(UserError, match="refusing .*train_state.pt"):
         load_state(run)
     assert main(["train", "--runs-dir", str(tmp_path), "--name", "r", "--resume", "-q"]) == 2
