@@ -47,6 +47,11 @@ def test_every_010_detector_number_is_unchanged(rescored: Path) -> None:
 def test_010_run_dir_reports_in_every_format(rescored: Path, tmp_path: Path) -> None:
     for fmt in ("markdown", "csv", "json"):
         out = tmp_path / f"report.{fmt}"
-        assert main(["report", str(FIXTURE), "--format", fmt, "--out", str(out)]) == 0
+        assert (
+            main(
+                ["report", str(FIXTURE), "--format", fmt, "--out", str(out), "--protocol", "paper"]
+            )
+            == 0
+        )
         text = out.read_text(encoding="utf-8")
         assert "msp" in text and "vim" in text
