@@ -82,7 +82,7 @@ def pick_dataset(args: argparse.Namespace) -> str:
 
 def oodbench_loop(args: argparse.Namespace, dataset: str, runs: Path) -> tuple[Path, dict]:
     from oodbench.config import TrainConfig
-    from oodbench.train import train
+    from oodbench.train.loop import train
 
     cfg = TrainConfig(dataset=dataset, model=args.model, epochs=args.epochs, batch_size=128,
                       val_size=args.val_size, crop_padding=4, device=args.device,
@@ -158,7 +158,7 @@ def textbook_loop(args: argparse.Namespace, dataset: str, device: torch.device) 
 
 def time_scoring(args: argparse.Namespace, run: Path, dataset: str) -> dict:
     from oodbench.config import ScoreConfig
-    from oodbench.score import score_run
+    from oodbench.scoring.run import score_run
 
     base = {"run_dir": str(run), "ood": (NOISE,) if dataset == SYNTHETIC else ("gaussian",),
             "device": args.device, "batch_size": args.score_batch, "overwrite": True,
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.tiny:
         args.epochs, args.textbook_epochs, args.workers = 1, 1, min(args.workers, 2)
     args.model = args.model or ("small_cnn" if args.tiny else "wrn_40_2")
-    from oodbench.distributed import resolve_device
+    from oodbench.parallel import resolve_device
 
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

@@ -23,11 +23,11 @@ import torch
 
 from oodbench import detectors
 from oodbench.config import ScoreConfig, TrainConfig
-from oodbench.score import score_run
+from oodbench.scoring.run import score_run
 
 
 def train_row(runs: Path, subset: int) -> dict:
-    from oodbench.train import train
+    from oodbench.train.loop import train
 
     cfg = TrainConfig(epochs=1, subset=subset, val_size=0, device="cpu")
     start = time.perf_counter()

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from oodbench import detectors
 from oodbench.config import ScoreConfig, TrainConfig
-from oodbench.score import score_run
+from oodbench.scoring.run import score_run
 
 
 def tiny_run(runs: Path) -> Path:
-    from oodbench.train import train
+    from oodbench.train.loop import train
 
     cfg = TrainConfig(epochs=1, subset=512, val_size=500, device="cpu")
     return train(cfg, runs, name="bench-tiny", quiet=True)

@@ -29,7 +29,7 @@ from torchvision import transforms
 from oodbench.config import TrainConfig
 from oodbench.data import load
 from oodbench.models import create_model
-from oodbench.train import derive_seed, train, validation_split
+from oodbench.train.loop import derive_seed, train, validation_split
 
 
 class PILDataset(Dataset):

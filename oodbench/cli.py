@@ -142,9 +142,9 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train a CE, LogitNorm or logit-penalty model on any timm backbone."""
-    from oodbench.train import TrainingInterrupted
-    from oodbench.train import train as run_training
-    from oodbench.trainopts import build_config
+    from oodbench.train.loop import TrainingInterrupted
+    from oodbench.train.loop import train as run_training
+    from oodbench.train.options import build_config
 
     options = dict(
         dataset=dataset,
@@ -213,7 +213,7 @@ def score(
     """Score post-hoc detectors on a run's cached logits and features."""
     from oodbench.config import ScoreConfig
     from oodbench.console import print_table
-    from oodbench.score import rows_table, score_run
+    from oodbench.scoring.run import rows_table, score_run
 
     cfg = ScoreConfig(
         run_dir=str(run_dir) if run_dir else None, runs_dir=str(runs_dir),
@@ -333,7 +333,7 @@ def bench(
     quiet: Quiet = False,
 ) -> None:
     """Run the whole benchmark: train CE and LogitNorm, score every detector, write a report."""
-    from oodbench.bench import run_bench
+    from oodbench.bench.runner import run_bench
     from oodbench.config import BenchConfig
 
     seed_list = _ints(seeds, "--seeds") if seeds else (seed,)

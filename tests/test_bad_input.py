@@ -396,7 +396,7 @@ def test_malicious_train_state_is_refused_and_never_runs(run: Path, tmp_path: Pa
 
 def test_corrupt_output_cache_is_recomputed(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Documented in oodbench/extract.py: a damaged cache file is a warning and is rebuilt."""
-    from oodbench.extract import read_outputs
+    from oodbench.scoring.extract import read_outputs
 
     cache = run / "cache" / "gaussian-test.safetensors"
     cache.write_bytes(cache.read_bytes()[:1000])

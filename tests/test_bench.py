@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from oodbench.bench import _Clock, plan
+from oodbench.bench.runner import _Clock, plan
+from oodbench.bench.tausweep import choose_tau
 from oodbench.config import BenchConfig
 from oodbench.errors import UserError
-from oodbench.tausweep import choose_tau
 
 
 def test_single_seed_layout_is_ce_and_logitnorm() -> None:

@@ -9,9 +9,9 @@ import pytest
 import torch
 from _evil import Evil
 
-from oodbench.checkpoint import load_run, load_state
 from oodbench.cli import main
 from oodbench.errors import UserError
+from oodbench.train.checkpoint import load_run, load_state
 
 FAST = ["--subset", "128", "--batch-size", "64", "--val-size", "500", "--device", "cpu", "-q"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from oodbench.checkpoint import load_run
+from oodbench.train.checkpoint import load_run
 
 
 @pytest.mark.slow  # two fresh torch processes: ~30 s idle, 80 s on a busy 2-core machine

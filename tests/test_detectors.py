@@ -9,7 +9,7 @@ from _scoring_toys import MEAN, STD, ToyNet, toy_images
 
 from oodbench import detectors, metrics
 from oodbench.errors import UserError
-from oodbench.extract import Outputs, extract
+from oodbench.scoring.extract import Outputs, extract
 
 
 @pytest.fixture(scope="module")

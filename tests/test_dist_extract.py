@@ -15,10 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from oodbench.data.imageset import ImageSet
-from oodbench.dist_extract import extract_sharded, shard_rows
-from oodbench.distributed import Dist
-from oodbench.extract import extract, read_outputs
 from oodbench.models import create_model
+from oodbench.parallel import Dist
+from oodbench.scoring.extract import extract, read_outputs
+from oodbench.scoring.sharded import extract_sharded, shard_rows
 
 MEAN, STD = (0.5,), (0.25,)
 

@@ -11,7 +11,7 @@ from _scoring_toys import MEAN, STD, ToyNet, toy_images
 
 from oodbench.data import adapt
 from oodbench.errors import UserError
-from oodbench.extract import (
+from oodbench.scoring.extract import (
     cached_outputs,
     extract,
     normalize,

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch.nn import functional as F
 
 from oodbench.errors import UserError
-from oodbench.losses import (
+from oodbench.train.losses import (
     LOSSES,
     cross_entropy,
     logit_norm_loss,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from oodbench import score as scoring
 from oodbench.cli import main
+from oodbench.scoring import run as scoring
 
 TINY = ["--subset", "256", "--epochs", "1", "--val-size", "64", "--device", "cpu", "--quiet"]
 SCORE = ["--device", "cpu", "-q"]

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from oodbench import score as scoring
 from oodbench.cli import main
 from oodbench.config import ScoreConfig, TrainConfig
 from oodbench.errors import UserError
+from oodbench.scoring import run as scoring
 
 OOD = ("gaussian", "mnist-5k")
 
@@ -24,7 +24,7 @@ OOD = ("gaussian", "mnist-5k")
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real run per session: small_cnn, 1 epoch on 512 Fashion-MNIST images."""
-    from oodbench.train import train
+    from oodbench.train.loop import train
 
     runs = tmp_path_factory.mktemp("runs")
     cfg = TrainConfig(epochs=1, subset=512, val_size=500, batch_size=128, device="cpu")

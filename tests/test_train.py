@@ -11,12 +11,12 @@ import pytest
 import safetensors.torch
 import torch
 
-from oodbench import train as train_mod
-from oodbench.checkpoint import HISTORY_COLUMNS, load_run, load_state
 from oodbench.cli import main
 from oodbench.config import TrainConfig
 from oodbench.data import load
 from oodbench.data.augment import crop_flip, normalize, pad_images
+from oodbench.train import loop as train_mod
+from oodbench.train.checkpoint import HISTORY_COLUMNS, load_run, load_state
 
 FAST = ["--subset", "256", "--batch-size", "64", "--val-size", "1000", "--device", "cpu", "-q"]
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 
 from oodbench.errors import UserError
-from oodbench.extract import Outputs
+from oodbench.models.outputs import Outputs
 from oodbench.registry import Registry
 
 NEEDS = ("logits", "features", "head", "model")

@@ -15,7 +15,7 @@ import torch
 
 from oodbench.detectors.base import Detector, as_float, energy, register
 from oodbench.errors import UserError
-from oodbench.extract import Outputs
+from oodbench.models.outputs import Outputs
 
 # Query rows per matmul chunk: keeps the (chunk x bank) similarity block near 128 MiB.
 _BLOCK_ELEMENTS = 2**25

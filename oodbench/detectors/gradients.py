@@ -10,9 +10,10 @@ from typing import Any
 
 import torch
 
+from oodbench.data.augment import normalize
 from oodbench.detectors.base import Detector, as_float, register
 from oodbench.errors import UserError
-from oodbench.extract import Outputs, normalize
+from oodbench.models.outputs import Outputs
 
 
 @register

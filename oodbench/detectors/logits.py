@@ -8,7 +8,7 @@ import torch
 
 from oodbench.detectors.base import Detector, as_float, energy, register
 from oodbench.errors import UserError
-from oodbench.extract import Outputs
+from oodbench.models.outputs import Outputs
 
 
 @register

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from oodbench import distributed
+from oodbench import parallel as distributed
 from oodbench.config import TrainConfig
 from oodbench.data import ImageSet, load
 from oodbench.data.augment import draw_crop_flip, pad_images

@@ -14,7 +14,7 @@ import torch
 
 from oodbench import __version__
 from oodbench.console import stderr
-from oodbench.distributed import Dist
+from oodbench.parallel import Dist
 
 
 class Progress:

@@ -18,15 +18,15 @@ from typing import Any
 
 import torch
 
-from oodbench import checkpoint as ck
-from oodbench import distributed
+from oodbench import parallel as distributed
 from oodbench.config import TrainConfig
 from oodbench.data.augment import crop_flip, normalize
 from oodbench.errors import UserError
-from oodbench.losses import make_loss
 from oodbench.models import check_model_name, create_model
-from oodbench.trainlog import Progress, environment, rng_states, set_rng_states
-from oodbench.trainplan import (  # noqa: F401  (validation_split is part of the API)
+from oodbench.train import checkpoint as ck
+from oodbench.train.log import Progress, environment, rng_states, set_rng_states
+from oodbench.train.losses import make_loss
+from oodbench.train.plan import (  # noqa: F401  (validation_split is part of the API)
     Data,
     derive_seed,
     epoch_plan,

@@ -77,7 +77,7 @@ def run_bench(cfg: BenchConfig, quiet: bool = False) -> Path:
 def _check_names(cfg: BenchConfig) -> None:
     """Unknown detector or OOD names fail now, not after hours of training."""
     from oodbench.data import DATASETS
-    from oodbench.score import build_detectors
+    from oodbench.scoring.run import build_detectors
 
     build_detectors(ScoreConfig(detectors=cfg.detectors))
     for name in cfg.ood_sets():
@@ -103,7 +103,7 @@ def _epochs_done(run_dir: Path) -> int:
 
 def _train(stage: Stage, cfg: BenchConfig, quiet: bool) -> bool:
     """Train (or resume) one run; False when it was already finished."""
-    from oodbench.train import train
+    from oodbench.train.loop import train
 
     run_dir = stage.run_dir
     # Resuming with more --epochs extends a finished run; with the same epochs it is kept.
@@ -117,7 +117,7 @@ def _train(stage: Stage, cfg: BenchConfig, quiet: bool) -> bool:
 
 def _score(stage: Stage, cfg: BenchConfig, quiet: bool) -> bool:
     """Score every missing (detector, OOD set) of one run; False when none was missing."""
-    from oodbench.score import score_run
+    from oodbench.scoring.run import score_run
 
     score_cfg = ScoreConfig(
         run_dir=str(stage.run_dir),
@@ -139,7 +139,7 @@ def _report(cfg: BenchConfig, run_dirs: list[Path]) -> Path:
     report = out / "report.md"
     render(run_dirs, "markdown", out=report, plots=out / "plots", runs_dir=out)
     if cfg.tau_sweep:
-        from oodbench.tausweep import write_tau_table
+        from oodbench.bench.tausweep import write_tau_table
 
         write_tau_table(cfg, run_dirs)
     else:

@@ -25,7 +25,7 @@ def val_accuracy(run_dir: Path) -> float:
     summary = json.loads((run_dir / "summary.json").read_text())
     if summary.get("val_accuracy") is not None:
         return float(summary["val_accuracy"])
-    from oodbench.extract import read_outputs
+    from oodbench.scoring.extract import read_outputs
 
     cache = next((run_dir / "cache").glob("*-val.safetensors"))
     out = read_outputs(cache)

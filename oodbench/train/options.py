@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from oodbench import checkpoint as ck
 from oodbench.config import TRAIN_PRESETS, TrainConfig, resolve_in
 from oodbench.errors import UserError
+from oodbench.train import checkpoint as ck
 
 PRESETS = TRAIN_PRESETS
 

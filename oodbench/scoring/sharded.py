@@ -21,8 +21,9 @@ import torch.distributed as dist
 
 from oodbench.config import ScoreConfig
 from oodbench.data.imageset import ImageSet
-from oodbench.distributed import Dist, broadcast, cleanup, init
-from oodbench.extract import (
+from oodbench.io import file_lock
+from oodbench.parallel import Dist, broadcast, cleanup, init
+from oodbench.scoring.extract import (
     Outputs,
     Progress,
     cache_expectation,
@@ -31,7 +32,6 @@ from oodbench.extract import (
     valid_cache,
     write_outputs,
 )
-from oodbench.io import file_lock
 
 
 def world_size() -> int:
@@ -147,9 +147,9 @@ def prefetch(cfg: ScoreConfig, ctx: Dist, quiet: bool = False) -> Path:
     """Fill the run's cache for everything ``score_run`` will read (ID test and validation,
     the fit split when a pending detector is fitted, each OOD set with pending rows), every
     rank taking its shard. Returns the run dir (rank 0's choice)."""
-    from oodbench import score as sc
-    from oodbench.checkpoint import load_run
-    from oodbench.extract import weights_hash
+    from oodbench.scoring import run as sc
+    from oodbench.scoring.extract import weights_hash
+    from oodbench.train.checkpoint import load_run
 
     detectors = sc.build_detectors(cfg)
     # Every rank validates the run dir (so a bad one fails everywhere), rank 0's choice wins.
@@ -184,7 +184,7 @@ def prefetch(cfg: ScoreConfig, ctx: Dist, quiet: bool = False) -> Path:
 
 def _fresh_keys(path: Path, model_hash: str) -> set[tuple[str, ...]]:
     """Keys of metrics.csv rows scored with these weights (rank 0 drops the others)."""
-    from oodbench.score import KEY, read_metrics
+    from oodbench.scoring.run import KEY, read_metrics
 
     table = read_metrics(path)
     table = table[table["weights_hash"].fillna("").astype(str) == model_hash]
@@ -196,7 +196,7 @@ def score_sharded(cfg: ScoreConfig, quiet: bool = False) -> pd.DataFrame:
 
     The other ranks return an empty table with ``attrs["rank"]`` set (the CLI prints nothing
     for them)."""
-    from oodbench import score as sc
+    from oodbench.scoring import run as sc
 
     ctx = init(cfg.device)
     try:

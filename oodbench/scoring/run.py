@@ -27,8 +27,8 @@ from oodbench.config import ScoreConfig, TrainConfig, resolve_in
 from oodbench.data.imageset import ImageSet
 from oodbench.detectors import Detector
 from oodbench.errors import UserError
-from oodbench.extract import Outputs, batches, cached_outputs, read_metadata, weights_hash
 from oodbench.io import atomic_write_json, atomic_write_text, atomic_write_with, file_lock
+from oodbench.scoring.extract import Outputs, batches, cached_outputs, read_metadata, weights_hash
 
 KEY = ["detector", "ood_dataset", "protocol", "convention"]
 COLUMNS = [
@@ -239,8 +239,8 @@ class Run:
 
 
 def load(cfg: ScoreConfig, bar: Progress) -> Run:
-    from oodbench.checkpoint import load_run
-    from oodbench.extract import resolve_device
+    from oodbench.parallel import resolve_device
+    from oodbench.train.checkpoint import load_run
 
     path = resolve_run_dir(cfg)
     model, train_cfg, info = load_run(path, resolve_device(cfg.device))
@@ -265,7 +265,7 @@ def load_dataset(cfg: ScoreConfig, tcfg: TrainConfig, name: str, split: str,
 
 def id_splits(cfg: ScoreConfig, tcfg: TrainConfig) -> tuple[ImageSet, ImageSet | None]:
     """The run's own fit split (train minus validation) and its validation split."""
-    from oodbench.train import validation_split
+    from oodbench.train.plan import validation_split
 
     full = load_dataset(cfg, tcfg, tcfg.dataset, "train")
     train_idx, val_idx = validation_split(tcfg, full)
@@ -368,9 +368,9 @@ def score_run(cfg: ScoreConfig, quiet: bool = False) -> pd.DataFrame:
 
     ``df.attrs["run_dir"]`` is the run scored and ``df.attrs["cache_hits"]`` the cached
     outputs that were reused instead of extracted. Under torchrun the extraction is sharded
-    over the ranks first (oodbench.dist_extract) and rank 0 scores from the warm cache.
+    over the ranks first (oodbench.scoring.sharded) and rank 0 scores from the warm cache.
     """
-    from oodbench import dist_extract
+    from oodbench.scoring import sharded as dist_extract
 
     if dist_extract.world_size() > 1:
         return dist_extract.score_sharded(cfg, quiet)
