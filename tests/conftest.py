@@ -1,12 +1,20 @@
-"""Shared test fixtures. Keep them generic; add yours below."""
+"""Shared test fixtures: an isolated dataset cache, and one tiny run trained and scored once.
+
+``trained_run`` and ``scored_run`` are built once per test session and are read only: a test
+that writes takes ``run`` (a private copy) or copies them itself.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _cli import DETECTORS, OOD, SCORE, TRAIN
+
+from oodbench.cli import main
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,3 +36,28 @@ def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("OODBENCH_CACHE", str(path))
     assert os.environ["OODBENCH_CACHE"] == str(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(_isolated_dataset_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``runs/tiny``: small_cnn, 1 epoch on the ``_cli.SUBSET`` images, not scored. Read only."""
+    runs = tmp_path_factory.mktemp("trained")
+    assert main(["train", "--runs-dir", str(runs), "--name", "tiny", "--epochs", "1", *TRAIN]) == 0
+    return runs / "tiny"
+
+
+@pytest.fixture(scope="session")
+def scored_run(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``trained_run`` scored with ``_cli.DETECTORS`` on ``_cli.OOD`` (full protocol, ID
+    positive), alone in its runs dir. Read only."""
+    run = Path(shutil.copytree(trained_run, tmp_path_factory.mktemp("scored") / "tiny"))
+    dets = [a for d in DETECTORS for a in ("-d", d)]
+    oods = [a for o in OOD for a in ("--ood", o)]
+    assert main(["score", str(run), *dets, *oods, *SCORE]) == 0
+    return run
+
+
+@pytest.fixture()
+def run(scored_run: Path, tmp_path: Path) -> Path:
+    """A private copy of ``scored_run`` at ``tmp_path/runs/tiny``, for a test that writes."""
+    return Path(shutil.copytree(scored_run, tmp_path / "runs" / "tiny"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -102,14 +103,11 @@ def test_one_rank_world_is_plain_extraction() -> None:
     assert out is not None and len(out) == 40
 
 
-@pytest.mark.slow  # trains a tiny run, then scores it with 1 and with 2 torchrun processes
-def test_torchrun_score_writes_the_single_process_cache(tmp_path: Path) -> None:
+@pytest.mark.slow  # scores the shared tiny run with 1 and with 2 torchrun processes
+def test_torchrun_score_writes_the_single_process_cache(trained_run: Path, tmp_path: Path) -> None:
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     base = [sys.executable, "-m", "oodbench"]
-    train = [*base, "train", "--runs-dir", str(tmp_path), "--name", "r", "--subset", "256",
-             "--epochs", "1", "--val-size", "500", "--device", "cpu", "-q"]  # fmt: skip
-    subprocess.run(train, check=True, env=env, timeout=600)
-    run = tmp_path / "r"
+    run = Path(shutil.copytree(trained_run, tmp_path / "r"))
     score = ["score", str(run), "--detector", "knn", "--ood", "gaussian", "--device", "cpu",
              "--batch-size", "384", "-q", "--overwrite"]  # fmt: skip
     subprocess.run([*base, *score], check=True, env=env, timeout=600)

@@ -12,21 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _cli import SCORE, TINY
 
 from oodbench.cli import main
-from oodbench.scoring import run as scoring
-
-TINY = ["--subset", "256", "--epochs", "1", "--val-size", "64", "--device", "cpu", "--quiet"]
-SCORE = ["--device", "cpu", "-q"]
+from oodbench.runs import COLUMNS, KEY, drop_stale, merge_metrics, read_metrics
+from oodbench.train.checkpoint import load_run
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A runs dir with one real tiny run ("tiny"), scored once (msp on gaussian)."""
-    runs = tmp_path_factory.mktemp("runs")
-    assert main(["train", "--runs-dir", str(runs), "--name", "tiny", *TINY]) == 0
-    assert main(["score", str(runs / "tiny"), "-d", "msp", "--ood", "gaussian", *SCORE]) == 0
-    return runs
+@pytest.fixture()
+def runs(scored_run: Path) -> Path:
+    """The runs dir of the shared scored run "tiny" (read only: tests copy it to write)."""
+    return scored_run.parent
 
 
 def _copy(runs: Path, dst: Path) -> Path:
@@ -38,7 +34,7 @@ def _sha256(path: Path) -> str:
 
 
 def _keys(table: pd.DataFrame) -> list[tuple[str, ...]]:
-    return [tuple(map(str, r)) for r in table[scoring.KEY].itertuples(index=False)]
+    return [tuple(map(str, r)) for r in table[KEY].itertuples(index=False)]
 
 
 # ---------------------------------------------------------------- temp files and file modes
@@ -73,7 +69,6 @@ def test_retrained_in_place_rows_are_dropped_and_rescored(
     """`train --resume --epochs 2` rewrites model.safetensors but keeps metrics.csv: rows scored
     with the old weights must not survive as if they described the new ones."""
     run = _copy(runs, tmp_path / "tiny")
-    assert main(["score", str(run), "-d", "energy", "--ood", "gaussian", *SCORE]) == 0
     before = pd.read_csv(run / "metrics.csv", dtype={"weights_hash": str})
     assert set(before.weights_hash) == {_sha256(run / "model.safetensors")}
     assert {"msp", "energy"} <= set(before.detector)
@@ -84,12 +79,15 @@ def test_retrained_in_place_rows_are_dropped_and_rescored(
     assert new_hash not in set(before.weights_hash)
     capsys.readouterr()
     assert main(["score", str(run), "-d", "msp", "--ood", "gaussian", *SCORE]) == 0
-    assert "dropped 2 stale rows" in capsys.readouterr().err
+    assert f"dropped {len(before)} stale rows" in capsys.readouterr().err
     after = pd.read_csv(run / "metrics.csv", dtype={"weights_hash": str})
-    assert _keys(after) == [("msp", "gaussian", "full", "id-positive")]  # energy: stale, gone
+    assert _keys(after) == [("msp", "gaussian", "full", "id-positive")]  # the rest: stale, gone
     assert set(after.weights_hash) == {new_hash}
-    old_msp = before.loc[before.detector == "msp", "auroc"].item()
-    assert after.auroc.item() != old_msp  # recomputed on the new weights, not kept
+    old_msp = before.loc[(before.detector == "msp") & (before.ood_dataset == "gaussian"), "auroc"]
+    assert after.auroc.item() != old_msp.item()  # recomputed on the new weights, not kept
+    # --resume extended the run: one more epoch, and the saved config says so
+    assert pd.read_csv(run / "history.csv")["epoch"].tolist() == [1, 2]
+    assert load_run(run)[1].epochs == 2
 
 
 def test_overwrite_retrain_starts_clean(runs: Path, tmp_path: Path) -> None:
@@ -105,14 +103,14 @@ def test_overwrite_retrain_starts_clean(runs: Path, tmp_path: Path) -> None:
 
 def test_rows_that_recorded_no_weights_are_not_trusted(tmp_path: Path) -> None:
     """A metrics.csv from before rows carried weights_hash: rescored, not silently kept."""
-    row = {c: 1 for c in scoring.COLUMNS if c != "weights_hash"}
+    row = {c: 1 for c in COLUMNS if c != "weights_hash"}
     row.update(detector="msp", ood_dataset="gaussian", protocol="full", convention="id-positive")
     path = tmp_path / "metrics.csv"
     pd.DataFrame([row]).to_csv(path, index=False)
-    assert scoring.drop_stale(path, "abc") == 1
-    assert len(scoring.read_metrics(path)) == 0
-    scoring.merge_metrics(path, [{**row, "weights_hash": "abc"}])
-    assert scoring.drop_stale(path, "abc") == 0 and len(scoring.read_metrics(path)) == 1
+    assert drop_stale(path, "abc") == 1
+    assert len(read_metrics(path)) == 0
+    merge_metrics(path, [{**row, "weights_hash": "abc"}])
+    assert drop_stale(path, "abc") == 0 and len(read_metrics(path)) == 1
 
 
 # ---------------------------------------------------------------- output paths
@@ -157,7 +155,7 @@ def _score_at_once(jobs: list[tuple[Path, str]]) -> None:
 
 def _check_rows(jobs: list[tuple[Path, str]], before: dict[Path, set[tuple[str, ...]]]) -> None:
     for run in before:
-        table = scoring.read_metrics(run / "metrics.csv")  # parses, has every column
+        table = read_metrics(run / "metrics.csv")  # parses, has every column
         got = _keys(table)
         new = {(d, "gaussian", "full", "id-positive") for r, d in jobs if r == run}
         assert len(got) == len(set(got)) and set(got) == before[run] | new
@@ -170,7 +168,7 @@ def test_two_score_processes_on_one_run(runs: Path, tmp_path: Path) -> None:
     earlier row and both new rows are there once (metrics.csv is merged under a file lock)."""
     run = _copy(runs, tmp_path / "a")
     before = {run: set(_keys(pd.read_csv(run / "metrics.csv")))}
-    jobs = [(run, "energy"), (run, "maxlogit")]
+    jobs = [(run, "maxlogit"), (run, "entropy")]  # rows the shared run lacks
     _score_at_once(jobs)
     _check_rows(jobs, before)
 
@@ -180,6 +178,6 @@ def test_four_score_processes_on_two_runs(runs: Path, tmp_path: Path) -> None:
     """Two runs, two detectors each, all four processes at once."""
     a, b = _copy(runs, tmp_path / "a"), _copy(runs, tmp_path / "b")
     before = {p: set(_keys(pd.read_csv(p / "metrics.csv"))) for p in (a, b)}
-    jobs = [(a, "energy"), (a, "maxlogit"), (b, "energy"), (b, "entropy")]
+    jobs = [(a, "maxlogit"), (a, "entropy"), (b, "maxlogit"), (b, "gen")]
     _score_at_once(jobs)
     _check_rows(jobs, before)
