@@ -49,6 +49,14 @@ Download = Annotated[
     bool, typer.Option("--download", help="Allow downloading datasets (needs network).")
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Params = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        metavar="DETECTOR.NAME=VALUE",
+        help="A detector hyperparameter, e.g. knn.k=200 (repeatable; see 'oodbench detectors').",
+    ),
+]
 
 
 @app.command()
@@ -62,7 +70,7 @@ def datasets(root: Root = None) -> None:
 
 @app.command()
 def detectors() -> None:
-    """List every registered post-hoc detector with its inputs, defaults and paper."""
+    """List every registered post-hoc detector with its inputs, hyperparameters and paper."""
     from oodbench.console import print_table
     from oodbench.detectors import detectors_table
 
@@ -200,6 +208,7 @@ def score(
     temperature: Annotated[
         float | None, typer.Option(help="T of energy / odin / gradnorm (default: each paper's).")
     ] = None,
+    param: Params = None,
     runs_dir: RunsDir = Path("runs"),
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 512,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -220,6 +229,7 @@ def score(
         detectors=tuple(detector or ("energy",)), ood=tuple(ood or ()), protocol=protocol,
         positive=positive, k=k, temperature=temperature, batch_size=batch_size, device=device,
         root=str(root) if root else None, download=download, overwrite=overwrite,
+        params=tuple(param or ()),
     )  # fmt: skip
     table = score_run(cfg, quiet=quiet)
     if table.attrs.get("rank", 0):  # torchrun: only rank 0 reports
@@ -320,6 +330,7 @@ def bench(
     detector: Annotated[
         list[str] | None, typer.Option("--detector", "-d", help="Detectors (default: all).")
     ] = None,
+    param: Params = None,
     ood: Annotated[list[str] | None, typer.Option(help="OOD sets (default: preset's).")] = None,
     subset: Annotated[int | None, typer.Option(help="Train on the first N images.")] = None,
     val_size: Annotated[
@@ -342,6 +353,7 @@ def bench(
         tau_sweep=_floats(tau_sweep, "--tau-sweep"), detectors=tuple(detector or ("all",)),
         ood=tuple(ood or ()), subset=subset, val_size=val_size, device=device,
         root=str(root) if root else None, download=download, resume=resume, overwrite=overwrite,
+        params=tuple(param or ()),
     )  # fmt: skip
     run_bench(cfg, quiet=quiet)
 

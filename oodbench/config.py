@@ -17,6 +17,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PROTOCOLS = ("full", "paper")
 POSITIVES = ("id", "ood")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
+_PARAM = re.compile(r"^([A-Za-z0-9_-]+)\.([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
 
 
 def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
@@ -31,6 +32,16 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UserError(f"{name} must be one of {', '.join(choices)}, got {value!r}{hint}")
+
+
+def split_param(text: str) -> tuple[str, str, str]:
+    """``knn.k=200`` -> ("knn", "k", "200"); the value is checked by the detector's registry
+    in the scoring stage (this module does not import the detectors)."""
+    match = _PARAM.match(text.strip())
+    if not match:
+        raise UserError(f"--param takes DETECTOR.NAME=VALUE, e.g. knn.k=200; got {text!r}")
+    det, name, value = match.groups()
+    return det, name, value.strip()
 
 
 def check_run_name(name: str) -> str:
@@ -123,7 +134,8 @@ class ScoreConfig:
 
     ``run_dir`` None = the most recently trained run under ``runs_dir``; ``ood`` empty = every
     offline OOD set available; ``detectors`` may hold "all". ``k`` and ``temperature`` (None =
-    each detector's default) go to the chosen detectors that take them.
+    each detector's default) go to the chosen detectors that take them; ``params`` holds
+    ``DETECTOR.NAME=VALUE`` texts (``--param``), checked against the detector registry.
     """
 
     run_dir: str | None = None
@@ -141,6 +153,7 @@ class ScoreConfig:
     overwrite: bool = False
     paper_draws: int = 10
     paper_seed: int = 0
+    params: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_choice("--protocol", self.protocol, PROTOCOLS)
@@ -155,6 +168,8 @@ class ScoreConfig:
             raise UserError(f"--k must be a whole number >= 1, got {self.k}")
         if self.temperature is not None:
             check_positive("--temperature", self.temperature)
+        for text in self.params:
+            split_param(text)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -244,6 +259,7 @@ class BenchConfig:
     download: bool = False
     resume: bool = False
     overwrite: bool = False
+    params: tuple[str, ...] = ()  # --param DETECTOR.NAME=VALUE, as in ScoreConfig
 
     def __post_init__(self) -> None:
         get_preset(self.preset)
@@ -260,6 +276,8 @@ class BenchConfig:
             raise UserError(f"--seeds has duplicates: {self.seeds}")
         if self.resume and self.overwrite:
             raise UserError("--resume and --overwrite contradict each other; pass one")
+        for text in self.params:
+            split_param(text)
 
     @property
     def preset_spec(self) -> Preset:

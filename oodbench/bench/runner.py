@@ -79,7 +79,7 @@ def _check_names(cfg: BenchConfig) -> None:
     from oodbench.data import DATASETS
     from oodbench.scoring.run import build_detectors
 
-    build_detectors(ScoreConfig(detectors=cfg.detectors))
+    build_detectors(ScoreConfig(detectors=cfg.detectors, params=cfg.params))
     for name in cfg.ood_sets():
         DATASETS.get(name)
 
@@ -122,6 +122,7 @@ def _score(stage: Stage, cfg: BenchConfig, quiet: bool) -> bool:
     score_cfg = ScoreConfig(
         run_dir=str(stage.run_dir),
         detectors=cfg.detectors,
+        params=cfg.params,
         ood=cfg.ood_sets(),
         protocol="paper",
         positive="id",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import math
+import functools
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 
+from oodbench.detectors.params import Param, fmt
 from oodbench.errors import UserError
 from oodbench.models.outputs import Outputs
 from oodbench.registry import Registry
@@ -14,45 +16,68 @@ from oodbench.registry import Registry
 NEEDS = ("logits", "features", "head", "model")
 
 
+class NotFittedError(UserError):
+    """A detector that learns from training data was asked to score before ``fit``."""
+
+
 class Detector:
     """A post-hoc OOD detector: ``fit(train_outputs)`` once, then ``score(outputs) -> Tensor[N]``.
 
     Subclasses set ``name``, ``needs`` (a subset of NEEDS: "head" = the linear classifier's
     W and b, stored with the cached outputs; "model" = the network and the input images),
-    ``defaults`` (hyperparameters) and ``paper`` (where the formula and defaults come from).
+    ``paper`` (where the formula and defaults come from), and declare each hyperparameter as a
+    class attribute ``k = Param(50, low=1)``; ``self.k`` is then the validated value.
     """
 
     name: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ("logits",)
-    defaults: ClassVar[dict[str, Any]] = {}
     paper: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}  # filled from the declared Params
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.defaults = {n: p.default for n, p in cls.params().items()}
+        # The fitted check lives here, once, instead of in every detector's score().
+        for method in ("score", "score_inputs"):
+            if method in cls.__dict__:
+                setattr(cls, method, _requires_fit(cls.__dict__[method]))
+        if "fit" in cls.__dict__:
+            cls.fit = _marks_fitted(cls.__dict__["fit"])  # type: ignore[method-assign]
 
     def __init__(self, **hyperparams: Any) -> None:
-        unknown = sorted(set(hyperparams) - set(self.defaults))
+        params = self.params()
+        unknown = sorted(set(hyperparams) - set(params))
         if unknown:
-            takes = ", ".join(self.defaults) or "no hyperparameters"
-            raise UserError(
-                f"detector {self.name!r} does not take {', '.join(unknown)}; it takes {takes}"
-            )
-        self.hp = {**self.defaults, **hyperparams}
-        for key, value in self.hp.items():
-            self.check(key, value)
+            raise UserError(unknown_param_message(type(self), unknown[0]))
+        for key, value in {**self.defaults, **hyperparams}.items():
+            setattr(self, key, value)  # Param.__set__ validates
         self.fitted = False
 
-    def check(self, key: str, value: Any) -> None:
-        """Validate one hyperparameter; the default rule: a finite positive number."""
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return
-        if not math.isfinite(value) or value <= 0:
-            raise UserError(f"{self.name}: {key} must be a finite number > 0, got {value}")
+    @classmethod
+    def params(cls) -> dict[str, Param[Any]]:
+        """The declared hyperparameters, base classes' first, in declaration order."""
+        found: dict[str, Param[Any]] = {}
+        for klass in reversed(cls.__mro__):
+            found.update({k: v for k, v in vars(klass).items() if isinstance(v, Param)})
+        return found
+
+    @property
+    def hyperparams(self) -> dict[str, Any]:
+        """This detector's hyperparameter values, by name."""
+        return {name: getattr(self, name) for name in self.params()}
+
+    @property
+    def params_text(self) -> str:
+        """Every value, e.g. ``k=50`` or ``temperature=1000,epsilon=0.0014`` (metrics rows)."""
+        return ",".join(f"{k}={fmt(v)}" for k, v in self.hyperparams.items())
 
     @property
     def label(self) -> str:
         """Name plus any non-default hyperparameters, e.g. ``knn[k=10]`` (a metrics row key)."""
-        changed = {k: v for k, v in self.hp.items() if v != self.defaults[k]}
+        changed = {k: v for k, v in self.hyperparams.items() if v != self.defaults[k]}
         if not changed:
             return self.name
-        return f"{self.name}[{','.join(f'{k}={_fmt(v)}' for k, v in changed.items())}]"
+        return f"{self.name}[{','.join(f'{k}={fmt(v)}' for k, v in changed.items())}]"
 
     @property
     def needs_fit(self) -> bool:
@@ -61,15 +86,43 @@ class Detector:
 
     def fit(self, train: Outputs) -> Detector:
         """Fit on the ID training split; the default does nothing."""
-        self.fitted = True
         return self
 
     def score(self, outputs: Outputs) -> torch.Tensor:
         raise NotImplementedError
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def unknown_param_message(cls: type[Detector], key: str) -> str:
+    import difflib
+
+    params = list(cls.params())
+    if not params:
+        return f"detector {cls.name!r} does not take {key}; it takes no hyperparameters"
+    close = difflib.get_close_matches(key, params, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"detector {cls.name!r} does not take {key}: {hint}it takes {', '.join(params)}"
+
+
+def _requires_fit(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def checked(self: Detector, *args: Any, **kwargs: Any) -> Any:
+        if self.needs_fit and not self.fitted:
+            raise NotFittedError(
+                f"{self.name} is not fitted: call fit(train_outputs) before scoring"
+            )
+        return method(self, *args, **kwargs)
+
+    return checked
+
+
+def _marks_fitted(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def fit(self: Detector, *args: Any, **kwargs: Any) -> Any:
+        result = method(self, *args, **kwargs)
+        self.fitted = True
+        return result
+
+    return fit
 
 
 DETECTORS: Registry[type[Detector]] = Registry("detector")

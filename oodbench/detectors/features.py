@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import numpy as np
 import torch
 
 from oodbench.detectors.base import Detector, as_float, energy, register
+from oodbench.detectors.params import Param
 from oodbench.errors import UserError
 from oodbench.models.outputs import Outputs
 
@@ -38,11 +38,6 @@ def _one_thread(d: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def _check_percentile(name: str, key: str, value: Any) -> None:
-    if key == "percentile" and not 0 <= value < 100:
-        raise UserError(f"{name}: percentile must be in [0, 100), got {value}")
 
 
 class _Gaussian:
@@ -120,19 +115,14 @@ class KNN(Detector):
 
     name = "knn"
     needs = ("features",)
-    defaults = {"k": 50}
     paper = "Sun et al., ICML 2022"
-
-    def check(self, key: str, value: Any) -> None:
-        if key == "k" and (isinstance(value, bool) or int(value) != value or value <= 0):
-            raise UserError(f"knn: k must be a whole number >= 1, got {value}")
+    k = Param(50, low=1, help="neighbour rank")
 
     def fit(self, train: Outputs) -> Detector:
-        k = int(self.hp["k"])
-        if k > len(train):
+        if self.k > len(train):
             raise UserError(
-                f"knn: k={k} is larger than the {len(train)} training samples; "
-                f"use --k {len(train)} or less"
+                f"knn: k={self.k} is larger than the {len(train)} training samples; "
+                f"use --param knn.k={len(train)} or less"
             )
         self.bank = torch.nn.functional.normalize(train.features.float(), dim=1)
         return super().fit(train)
@@ -154,7 +144,7 @@ class KNN(Detector):
 
     def score(self, outputs: Outputs) -> torch.Tensor:
         z = torch.nn.functional.normalize(outputs.features.float(), dim=1)
-        sim = as_float(self._kth_similarity(z, int(self.hp["k"])))
+        sim = as_float(self._kth_similarity(z, self.k))
         # ||a - b||^2 = 2 - 2 a.b for unit vectors; clamp float round-off below zero.
         return -(2 - 2 * sim).clamp(min=0).sqrt()
 
@@ -168,15 +158,11 @@ class ViM(Detector):
 
     name = "vim"
     needs = ("features", "logits", "head")
-    defaults = {"dim": 0}  # 0 = the paper's rule from the feature size
     paper = "Wang et al., CVPR 2022"
-
-    def check(self, key: str, value: Any) -> None:
-        if key == "dim" and (int(value) != value or value < 0):
-            raise UserError(f"vim: dim must be a whole number >= 0 (0 = auto), got {value}")
+    dim = Param(0, low=0, help="principal subspace size; 0 = the paper's rule from D")
 
     def _dim(self, d: int) -> int:
-        dim = int(self.hp["dim"]) or (1000 if d >= 2048 else 512 if d >= 768 else d // 2)
+        dim = self.dim or (1000 if d >= 2048 else 512 if d >= 768 else d // 2)
         if not 0 < dim < d:
             raise UserError(f"vim: dim must be between 1 and {d - 1} for {d}-d features, got {dim}")
         return dim
@@ -205,10 +191,7 @@ class _HeadEnergy(Detector):
     """Energy (T = 1) of logits recomputed from the head W, b (captured at fit)."""
 
     needs = ("features", "head")
-    defaults = {"percentile": 90.0}
-
-    def check(self, key: str, value: Any) -> None:
-        _check_percentile(self.name, key, value)
+    percentile = Param(90.0, low=0, high=100, high_open=True, help="p")
 
     def fit(self, train: Outputs) -> Detector:
         self.weight, self.bias = (as_float(t) for t in train.head())
@@ -228,7 +211,7 @@ class ReAct(_HeadEnergy):
 
     def fit(self, train: Outputs) -> Detector:
         flat = train.features.float().reshape(-1).numpy()
-        self.clip = float(np.percentile(flat, self.hp["percentile"]))
+        self.clip = float(np.percentile(flat, self.percentile))
         return super().fit(train)
 
     def score(self, outputs: Outputs) -> torch.Tensor:
@@ -243,11 +226,14 @@ class ASH(_HeadEnergy):
 
     name = "ash"
     paper = "Djurisic et al., ICLR 2023"
+    # grid: OpenOOD's configs/postprocessors/ash.yml postprocessor_sweep (commit 07890f6f)
+    percentile = Param(90.0, low=0, high=100, high_open=True, help="p",
+                       grid=(65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0))  # fmt: skip
 
     def score(self, outputs: Outputs) -> torch.Tensor:
         h = as_float(outputs.features)
         n = h.shape[1]
-        keep = max(1, n - int(np.round(n * self.hp["percentile"] / 100.0)))
+        keep = max(1, n - int(np.round(n * self.percentile / 100.0)))
         values, index = h.topk(keep, dim=1)
         pruned = torch.zeros_like(h).scatter_(1, index, values)
         s1, s2 = h.sum(dim=1), pruned.sum(dim=1)
@@ -267,7 +253,7 @@ class DICE(_HeadEnergy):
     def fit(self, train: Outputs) -> Detector:
         super().fit(train)
         contrib = self.weight * as_float(train.features).mean(dim=0)[None, :]
-        threshold = float(np.percentile(contrib.numpy(), self.hp["percentile"]))
+        threshold = float(np.percentile(contrib.numpy(), self.percentile))
         self.masked = self.weight * (contrib > threshold)
         return self
 

@@ -6,12 +6,11 @@ mean, std)``. GradNorm's last-layer gradient has a closed form, so it reads the 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from oodbench.data.augment import normalize
 from oodbench.detectors.base import Detector, as_float, register
+from oodbench.detectors.params import Param
 from oodbench.errors import UserError
 from oodbench.models.outputs import Outputs
 
@@ -27,14 +26,9 @@ class ODIN(Detector):
 
     name = "odin"
     needs = ("model",)
-    defaults = {"temperature": 1000.0, "epsilon": 0.0014}
     paper = "Liang, Li & Srikant, ICLR 2018"
-
-    def check(self, key: str, value: Any) -> None:
-        if key == "epsilon" and not (0 <= value < float("inf")):
-            raise UserError(f"odin: epsilon must be a finite number >= 0, got {value}")
-        elif key != "epsilon":
-            super().check(key, value)
+    temperature = Param(1000.0, low=0, low_open=True, help="T")
+    epsilon = Param(0.0014, low=0, help="input step in [0, 1] pixel units")
 
     def score(self, outputs: Outputs) -> torch.Tensor:
         raise UserError("odin needs the model and the input images: use score_inputs()")
@@ -48,7 +42,7 @@ class ODIN(Detector):
     ) -> torch.Tensor:
         """Score one batch of uint8 NCHW images (already in the model's geometry)."""
         device = next(model.parameters()).device
-        t, eps = self.hp["temperature"], self.hp["epsilon"]
+        t, eps = self.temperature, self.epsilon
         std_t = torch.tensor(std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
         with torch.inference_mode(False), torch.enable_grad():
             x = normalize(images.to(device), mean, std).clone().requires_grad_(True)
@@ -79,15 +73,16 @@ class GradNorm(Detector):
 
     name = "gradnorm"
     needs = ("logits", "features")
-    defaults = {"temperature": 1.0, "include_bias": False}
     paper = "Huang, Geng & Li, NeurIPS 2021"
+    temperature = Param(1.0, low=0, low_open=True, help="T")
+    include_bias = Param(False, help="add the bias gradient's norm")
 
     def score(self, outputs: Outputs) -> torch.Tensor:
-        t = self.hp["temperature"]
+        t = self.temperature
         p = as_float(outputs.logits / t).softmax(dim=1)
         dz = (p - 1.0 / p.shape[1]).abs().sum(dim=1) / t
         h_norm = as_float(outputs.features).abs().sum(dim=1)
-        if self.hp["include_bias"]:
+        if self.include_bias:
             if outputs.weight is not None and outputs.bias is None:
                 raise UserError("gradnorm: include_bias=True but the head has no bias")
             h_norm = h_norm + 1.0

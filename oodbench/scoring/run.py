@@ -37,8 +37,6 @@ COLUMNS = [
     "fpr95_std", "auroc_std", "aupr_in_std", "aupr_out_std", "n_id", "n_ood", "weights_hash",
 ]  # fmt: skip
 VALUES = ["fpr95", "auroc", "aupr_in", "aupr_out"]
-# CLI flag -> detector hyperparameter it sets.
-FLAGS = {"k": "k", "temperature": "temperature"}
 
 
 # ---------------------------------------------------------------- run dir and detectors
@@ -68,25 +66,9 @@ def resolve_run_dir(cfg: ScoreConfig) -> Path:
 
 
 def build_detectors(cfg: ScoreConfig) -> list[Detector]:
-    """Expand "all", create each detector once, and give it the flags it takes."""
-    names: list[str] = []
-    for name in cfg.detectors:
-        for n in det_registry.names() if name == "all" else [name]:
-            if n not in names:
-                names.append(n)
-    classes = [det_registry.DETECTORS.get(n) for n in names]
-    hp_all = {flag: getattr(cfg, flag) for flag in FLAGS if getattr(cfg, flag) is not None}
-    for flag in hp_all:
-        if not any(FLAGS[flag] in cls.defaults for cls in classes):
-            takers = [n for n, c in det_registry.DETECTORS.items() if FLAGS[flag] in c.defaults]
-            raise UserError(
-                f"--{flag} applies to none of the chosen detectors "
-                f"({', '.join(names)}); it is for {', '.join(takers)}"
-            )
-    return [
-        cls(**{FLAGS[f]: v for f, v in hp_all.items() if FLAGS[f] in cls.defaults})
-        for cls in classes
-    ]
+    """Expand "all", create each detector once with its --param values and the flags it takes."""
+    flags = {"k": cfg.k, "temperature": cfg.temperature}  # shorthand for knn.k, <det>.temperature
+    return det_registry.build(cfg.detectors, cfg.params, flags)
 
 
 def default_ood(root: str | None, id_name: str) -> list[str]:
