@@ -77,10 +77,6 @@ def detectors() -> None:
     print_table(detectors_table())
 
 
-def _coming(command: str, issue: str) -> None:
-    raise UserError(f"'oodbench {command}' is coming ({issue}); it is not built yet")
-
-
 @app.command()
 def train(
     dataset: Annotated[
