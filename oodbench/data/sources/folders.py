@@ -16,8 +16,8 @@ import torch
 
 from oodbench.data.cache import cached, download_dir, file_identity
 from oodbench.data.imageset import ImageSet
-from oodbench.data.registry import DatasetSpec, LoadRequest, register
-from oodbench.data.sources.common import check_split, find_images, make_set, read_rgb
+from oodbench.data.registry import DatasetSpec, LoadRequest, check_split, register
+from oodbench.data.sources.common import find_images, make_set, read_rgb
 from oodbench.errors import UserError
 
 SIZE = 32

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from oodbench.data.cache import cached, file_identity
+from oodbench.data.cache import file_identity
 from oodbench.data.imageset import ImageSet
-from oodbench.data.registry import DatasetSpec, LoadRequest, register
+from oodbench.data.registry import register_found
 from oodbench.data.sources import glyphs
-from oodbench.data.sources.common import check_split, make_set
-from oodbench.errors import UserError
+from oodbench.data.sources.common import make_set
 
 NAME = "notmnist-fonts"
 UPPER, LOWER = "ABCDEFGHIJ", "abcdefghij"
@@ -75,28 +74,16 @@ def _render_font(path: Path, seen: set[str]) -> tuple[str, list[np.ndarray]]:
     return "", upper + (lower or [])
 
 
-def _load(req: LoadRequest) -> ImageSet:
-    check_split(NAME, req.split, ("test",))
-    files = glyphs.font_files(font_dirs())
-    if not files:
-        raise UserError(
-            "notmnist-fonts found no fonts: run 'make data' "
-            "(apt-get install fonts-urw-base35 fonts-bwht fonts-dejavu-core)"
-        )
-    identity = {"fonts": file_identity(files), "px": [glyphs.RENDER_PX, glyphs.BOX_PX]}
-    return cached(NAME, req.split, identity, lambda: build(files))
-
-
-register(
-    DatasetSpec(
-        name=NAME,
-        kind="offline",
-        geometry="1x28x28",
-        num_classes=10,
-        source="letters A-J rendered from fonts-urw-base35, fonts-bwht, fonts-dejavu-core, "
-        "matplotlib fonts",
-        splits=("test",),
-        loader=_load,
-        available=lambda root: any(d.is_dir() for d in SYSTEM_FONT_DIRS),
-    )
+register_found(
+    NAME,
+    geometry="1x28x28",
+    num_classes=10,
+    source="letters A-J rendered from fonts-urw-base35, fonts-bwht, fonts-dejavu-core, "
+    "matplotlib fonts",
+    find=lambda root: glyphs.font_files(font_dirs()),  # system fonts: --root is not searched
+    missing="notmnist-fonts found no fonts: run 'make data' "
+    "(apt-get install fonts-urw-base35 fonts-bwht fonts-dejavu-core)",
+    identity=lambda files: {"fonts": file_identity(files), "px": [glyphs.RENDER_PX, glyphs.BOX_PX]},
+    build=build,
+    available=lambda root: any(d.is_dir() for d in SYSTEM_FONT_DIRS),
 )

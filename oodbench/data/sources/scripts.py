@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 from fontTools import unicodedata as ft_unicodedata
 
-from oodbench.data.cache import cached, file_identity
+from oodbench.data.cache import file_identity
 from oodbench.data.imageset import ImageSet
-from oodbench.data.registry import DatasetSpec, LoadRequest, register
+from oodbench.data.registry import register_found
 from oodbench.data.sources import glyphs
-from oodbench.data.sources.common import check_split, make_set
-from oodbench.errors import UserError
+from oodbench.data.sources.common import make_set
 
 NAME = "world-scripts"
 NOTO_DIR = Path("/usr/share/fonts/truetype/noto")
@@ -104,30 +103,17 @@ def build(files: list[Path], only: list[str] | None = None) -> ImageSet:
     return make_set(NAME, stack, labels, len(classes), meta)
 
 
-def _load(req: LoadRequest) -> ImageSet:
-    check_split(NAME, req.split, ("test",))
-    files = regular_fonts(noto_dir(req.root))
-    if not files:
-        raise UserError(
-            "world-scripts found no Noto fonts: run 'make data' (apt-get install fonts-noto-core)"
-        )
-    identity = {
+register_found(
+    NAME,
+    geometry="1x28x28",
+    num_classes=0,
+    source="letters of ~140 scripts rendered from fonts-noto-core (label = script)",
+    find=lambda root: regular_fonts(noto_dir(root)),
+    missing="world-scripts found no Noto fonts: run 'make data' (apt-get install fonts-noto-core)",
+    identity=lambda files: {
         "fonts": file_identity(files),
         "px": [glyphs.RENDER_PX, glyphs.BOX_PX],
         "n": [PER_SCRIPT, MIN_PER_SCRIPT],
-    }
-    return cached(NAME, req.split, identity, lambda: build(files))
-
-
-register(
-    DatasetSpec(
-        name=NAME,
-        kind="offline",
-        geometry="1x28x28",
-        num_classes=0,
-        source="letters of ~140 scripts rendered from fonts-noto-core (label = script)",
-        splits=("test",),
-        loader=_load,
-        available=lambda root: bool(regular_fonts(noto_dir(root))),
-    )
+    },
+    build=build,
 )

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from oodbench.data.imageset import ImageSet
-from oodbench.data.registry import DatasetSpec, LoadRequest, register
-from oodbench.data.sources.common import check_split, make_set
+from oodbench.data.registry import DatasetSpec, LoadRequest, check_split, register
+from oodbench.data.sources.common import make_set
 from oodbench.errors import UserError
 
 NUM_SAMPLES = 10_000
