@@ -89,13 +89,22 @@ def train(
         ),
     ] = None,
     loss: Annotated[
-        str | None, typer.Option(help="ce, logitnorm or logit-penalty \\[default: ce].")
+        str | None,
+        typer.Option(help="A registered loss (ce, logitnorm, ...) \\[default: ce]."),
     ] = None,
     tau: Annotated[
         float | None, typer.Option(help="LogitNorm temperature \\[default: 0.04].")
     ] = None,
     penalty: Annotated[
         float | None, typer.Option(help="Lambda of logit-penalty \\[default: 0.1].")
+    ] = None,
+    loss_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--loss-param",
+            metavar="NAME=VALUE",
+            help="A parameter of the chosen loss, e.g. tau=0.04 (repeatable).",
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs in total \\[default: 5].")] = None,
     batch_size: Annotated[
@@ -171,7 +180,7 @@ def train(
         download=download or None,
         root=str(root) if root else None,
     )
-    cfg = build_config(options, preset, resume, runs_dir, name)
+    cfg = build_config(options, preset, resume, runs_dir, name, loss_param or ())
     try:
         run_dir = run_training(cfg, runs_dir, name, resume=resume, overwrite=overwrite, quiet=quiet)
     except TrainingInterrupted as exc:

@@ -11,7 +11,10 @@ from typing import Any
 
 from oodbench.errors import UserError
 
-LOSS_NAMES = ("ce", "logitnorm", "logit-penalty")
+# Loss hyperparameters that 0.1.0 kept as TrainConfig fields: config.json files, presets and
+# --tau/--penalty still give them at top level. They go to loss_params, and the train stage
+# (oodbench.train.losses, the loss registry) keeps those the chosen loss declares.
+LEGACY_LOSS_PARAMS = ("tau", "penalty")
 SCHEDULES = ("cosine", "multistep")
 DEVICES = ("auto", "cpu", "cuda")
 PROTOCOLS = ("full", "paper")
@@ -63,9 +66,8 @@ def resolve_in(base: Path, name: str) -> Path:
 class TrainConfig:
     dataset: str = "fashion-mnist"
     model: str = "small_cnn"
-    loss: str = "ce"
-    tau: float = 0.04
-    penalty: float = 0.1  # lambda of the logit-penalty ablation
+    loss: str = "ce"  # a name in oodbench.train.losses.LOSSES, checked by the train stage
+    loss_params: dict[str, Any] = field(default_factory=dict)  # e.g. {"tau": 0.04}
     epochs: int = 5
     batch_size: int = 128
     lr: float = 0.1
@@ -88,11 +90,8 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_choice("--loss", self.loss, LOSS_NAMES)
         check_choice("--schedule", self.schedule, SCHEDULES)
         check_choice("--device", self.device, DEVICES)
-        check_positive("--tau", self.tau)
-        check_positive("--penalty", self.penalty, allow_zero=True)
         check_positive("--epochs", self.epochs)
         check_positive("--batch-size", self.batch_size)
         check_positive("--lr", self.lr)
@@ -112,20 +111,21 @@ class TrainConfig:
         values = {k: v for k, v in data.items() if k in known}
         if "milestones" in values:
             values["milestones"] = tuple(values["milestones"])
+        values["loss_params"] = loss_params_of(data)
         return cls(**values)
 
     @property
-    def label(self) -> str:
-        """Human label used in reports: ``CE``, ``LogitNorm τ=0.04``."""
-        if self.loss == "logitnorm":
-            return f"LogitNorm τ={self.tau:g}"
-        if self.loss == "logit-penalty":
-            return f"Logit penalty λ={self.penalty:g}"
-        return "CE"
+    def tau(self) -> float | None:
+        """The ``tau`` column of summary.json and metrics.csv (kept for 0.1.0 readers)."""
+        return self.loss_params.get("tau")
 
-    def default_name(self) -> str:
-        suffix = {"logitnorm": f"-t{self.tau:g}", "logit-penalty": f"-l{self.penalty:g}"}
-        return f"{self.dataset}-{self.model}-{self.loss}{suffix.get(self.loss, '')}"
+
+def loss_params_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The loss parameters in a config.json or options dict: ``loss_params``, and the 0.1.0
+    top-level ``tau``/``penalty`` (which win: they are what --tau/--penalty and presets set)."""
+    params = dict(config.get("loss_params") or {})
+    legacy = {k: config[k] for k in LEGACY_LOSS_PARAMS if config.get(k) is not None}
+    return params | legacy
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import pandas as pd
 from oodbench.config import BenchConfig, ScoreConfig, TrainConfig
 from oodbench.console import stderr
 from oodbench.errors import UserError
+from oodbench.train import losses
 
 # Units of work for the time estimate: one training epoch is 1 unit; scoring one run on every
 # detector costs about this many epochs of small_cnn on Fashion-MNIST (measured on 2 cores).
@@ -50,7 +51,8 @@ def _runs_for(cfg: BenchConfig, base: TrainConfig) -> list[tuple[str, TrainConfi
     runs = [("ce", replace(base, loss="ce"))]
     if cfg.tau_sweep:
         runs += [
-            (f"logitnorm-t{t:g}", replace(base, loss="logitnorm", tau=t)) for t in cfg.tau_sweep
+            (f"logitnorm-t{t:g}", replace(base, loss="logitnorm", loss_params={"tau": t}))
+            for t in cfg.tau_sweep
         ]
     else:
         runs.append(("logitnorm", replace(base, loss="logitnorm")))
@@ -194,7 +196,7 @@ def print_headline(run_dirs: list[Path]) -> None:
     for col in ("", "ID acc", "MSP FPR95 ↓", "MSP AUROC ↑", f"{best} FPR95 ↓", f"{best} AUROC ↑"):
         table.add_column(col, justify="right")
     for loss, n in numbers.items():
-        label = "CE" if loss == "ce" else "LogitNorm"
+        label = losses.title(loss)
         table.add_row(label, *(f"{n[k]:.2f}" for k in ("accuracy", "msp_fpr95", "msp_auroc",
                                                           "best_fpr95", "best_auroc")))  # fmt: skip
     title = "oodbench headline: averages over the OOD sets (paper protocol, ID positive, %)"

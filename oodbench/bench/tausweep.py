@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from oodbench.config import BenchConfig
+from oodbench.config import BenchConfig, loss_params_of
 from oodbench.io import atomic_write_text
+from oodbench.train import losses
 
 ACC_TOLERANCE = 1.0  # percentage points of validation accuracy
 SELECTION_SET = "gaussian"
@@ -48,7 +49,7 @@ def sweep_table(run_dirs: list[Path]) -> pd.DataFrame:
         rows.append({
             "run": run_dir.name,
             "loss": train["loss"],
-            "tau": train["tau"] if train["loss"] == "logitnorm" else None,
+            "tau": loss_params_of(train).get("tau") if train["loss"] == "logitnorm" else None,
             "val_acc": val_accuracy(run_dir),
             "test_acc": summary["id_accuracy"],
             "gaussian_msp_fpr95": float(selection.mean()),
@@ -83,7 +84,7 @@ HEADERS = {
 
 def _cell(column: str, value: object) -> str:
     if column == "loss":
-        return "CE" if value == "ce" else "LogitNorm"
+        return losses.title(str(value))
     if column == "selected":
         return "[bold green]✓[/]" if value else ""
     if isinstance(value, float):

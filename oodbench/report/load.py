@@ -16,13 +16,14 @@ import pandas as pd
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
+from oodbench.config import loss_params_of
 from oodbench.errors import UserError
+from oodbench.train import losses
 
 METRICS = "metrics.csv"
 # How deep under --runs-dir a scored run may sit: runs/x, runs/bench/ce, runs/bench/seed0/ce.
 MAX_DEPTH = 3
 REQUIRED_COLUMNS = ("detector", "ood_dataset", "protocol", "convention", "fpr95", "auroc")
-_LOSS_NAMES = {"ce": "CE", "logitnorm": "LogitNorm", "logit-penalty": "Logit penalty"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Run:
     name: str
     loss: str
     tau: float | None
-    penalty: float | None
+    loss_params: dict[str, Any] = field(compare=False)  # the label holds them
     model: str
     id_dataset: str
     seed: int | None
@@ -42,12 +43,7 @@ class Run:
     @property
     def label(self) -> str:
         """``CE``, ``LogitNorm τ=0.04``: what a reader recognises from the paper."""
-        base = _LOSS_NAMES.get(self.loss, self.loss)
-        if self.loss == "logitnorm" and self.tau is not None:
-            return f"{base} τ={self.tau:g}"
-        if self.loss == "logit-penalty" and self.penalty is not None:
-            return f"{base} λ={self.penalty:g}"
-        return base
+        return losses.label(self.loss, self.loss_params)  # spelled by the loss registry
 
     @property
     def group_key(self) -> tuple[str, str, str, str]:
@@ -120,14 +116,14 @@ def load_run(path: Path) -> tuple[Run, pd.DataFrame]:
     summary = _read_json(path / "summary.json")
     row0 = metrics.iloc[0].to_dict() if len(metrics) else {}
     loss = str(_first("loss", config, summary, row0) or "unknown")
-    tau = _first("tau", config, summary, row0)
+    tau = _first("tau", loss_params_of(config), summary, row0)
     seed = _first("seed", config, summary, row0)
     run = Run(
         path=path,
         name=path.name,
         loss=loss,
         tau=float(tau) if tau is not None else None,
-        penalty=_first("penalty", config),
+        loss_params=loss_params_of(config),
         model=str(_first("model", config, summary, row0) or "unknown"),
         id_dataset=str(_first("dataset", config) or _first("id_dataset", summary, row0) or "?"),
         seed=int(seed) if seed is not None else None,

@@ -13,6 +13,7 @@ import pandas as pd
 
 from oodbench.errors import UserError
 from oodbench.report.load import Run
+from oodbench.train.losses import LOSSES
 
 METRIC_COLS = ("fpr95", "auroc", "aupr")
 LOWER_IS_BETTER = {"fpr95": True, "auroc": False, "aupr": False}
@@ -60,10 +61,10 @@ def make_groups(runs: list[Run]) -> list[Group]:
         if key not in groups:
             groups[key] = Group(run.label, run.loss, run.model, run.id_dataset)
         groups[key].runs.append(run)
-    order = {"ce": 0, "logitnorm": 1}
+    order = {name: i for i, name in enumerate(LOSSES.names())}  # the registry's order
     ordered = sorted(
         groups.values(),
-        key=lambda g: (order.get(g.loss, 2), g.runs[0].tau or 0.0, g.id_dataset, g.model),
+        key=lambda g: (order.get(g.loss, len(order)), g.runs[0].tau or 0.0, g.id_dataset, g.model),
     )
     labels = [g.label for g in ordered]
     for g in ordered:  # same label twice (two models or ID sets): say which is which

@@ -14,6 +14,7 @@ import io
 import json
 import pickle
 import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from oodbench.config import TrainConfig, check_run_name, resolve_in
 from oodbench.errors import UserError
 from oodbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from oodbench.models import create_model
+from oodbench.train import losses
 
 CONFIG, WEIGHTS, STATE = "config.json", "model.safetensors", "train_state.pt"
 HISTORY = "history.csv"
@@ -42,16 +44,35 @@ HISTORY_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class Arch:
+    """What a weights file fits: saved in config.json and the safetensors metadata."""
+
+    model: str
+    num_classes: int
+    in_chans: int
+    img_size: list[int]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def create(self) -> torch.nn.Module:
+        return create_model(self.model, self.num_classes, self.in_chans, self.img_size)
+
+    def describe(self) -> str:
+        return f"{self.model} with {self.num_classes} classes ({self.in_chans} channels)"
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The plain module under DDP and torch.compile wrappers."""
     model = getattr(model, "_orig_mod", model)
     return getattr(model, "module", model)
 
 
-def weights_bytes(model: torch.nn.Module, arch: dict[str, Any]) -> bytes:
-    """safetensors bytes of the model, tagged with the architecture they belong to."""
+def weights_bytes(model: torch.nn.Module, tags: dict[str, Any]) -> bytes:
+    """safetensors bytes of the model, tagged with its architecture (``Arch.to_json()``)."""
     state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
-    meta = {k: json.dumps(v) for k, v in arch.items()}
+    meta = {k: json.dumps(v) for k, v in tags.items()}
     return safetensors.torch.save(state, metadata=meta)
 
 
@@ -79,20 +100,19 @@ def weights_from_bytes(data: bytes, where: str) -> tuple[dict[str, torch.Tensor]
     return tensors, meta
 
 
-def check_architecture(meta: dict[str, Any], arch: dict[str, Any], where: str) -> None:
+def check_architecture(meta: dict[str, Any], arch: Arch, where: str) -> None:
     """Refuse weights whose recorded model or class count differs from config.json."""
     for key in ("model", "num_classes", "in_chans"):
-        if key in meta and meta[key] != arch[key]:
+        if key in meta and meta[key] != getattr(arch, key):
             raise UserError(
                 f"{where} holds {meta.get('model')} with {meta.get('num_classes')} classes "
-                f"({meta.get('in_chans')} channels) but config.json says {arch['model']} with "
-                f"{arch['num_classes']} classes ({arch['in_chans']} channels); use the matching "
-                "config.json or retrain"
+                f"({meta.get('in_chans')} channels) but config.json says {arch.describe()}; "
+                "use the matching config.json or retrain"
             )
 
 
 def load_weights_into(
-    model: torch.nn.Module, tensors: dict[str, torch.Tensor], arch: dict[str, Any], where: str
+    model: torch.nn.Module, tensors: dict[str, torch.Tensor], arch: Arch, where: str
 ) -> None:
     own = unwrap(model).state_dict()
     bad = sorted(set(own) ^ set(tensors)) + sorted(
@@ -100,7 +120,7 @@ def load_weights_into(
     )
     if bad:
         raise UserError(
-            f"{where} does not fit {arch['model']} with {arch['num_classes']} classes from "
+            f"{where} does not fit {arch.model} with {arch.num_classes} classes from "
             f"config.json (first mismatch: {bad[0]}); use the matching config.json or retrain"
         )
     unwrap(model).load_state_dict(tensors)
@@ -151,8 +171,9 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def arch_of(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: config[k] for k in ("model", "num_classes", "in_chans", "img_size")}
+def arch_of(config: dict[str, Any]) -> Arch:
+    return Arch(config["model"], config["num_classes"], config["in_chans"],
+                list(config["img_size"]))  # fmt: skip
 
 
 def sha256(data: bytes) -> str:
@@ -177,7 +198,7 @@ def load_run(
     data = path.read_bytes()
     tensors, meta = weights_from_bytes(data, str(path))
     check_architecture(meta, arch, str(path))
-    model = create_model(arch["model"], arch["num_classes"], arch["in_chans"], arch["img_size"])
+    model = arch.create()
     load_weights_into(model, tensors, arch, str(path))
     info = {k: config[k] for k in ("num_classes", "in_chans", "img_size", "mean", "std")}
     info["val_indices"] = config.get("val_indices", [])
@@ -196,7 +217,7 @@ def prepare_run_dir(
     """Pick and check ``runs_dir / name``: refuse to clobber a run, or to resume nothing."""
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pass one of them")
-    base = check_run_name(name or cfg.default_name())
+    base = check_run_name(name or losses.default_name(cfg))
     run_dir = resolve_in(runs_dir, base)
     if name is None and not resume and not overwrite:
         i = 2
@@ -220,7 +241,7 @@ def prepare_run_dir(
 
 def check_resume_config(saved: dict[str, Any], cfg: TrainConfig) -> None:
     """A resumed run must be the same experiment; only RESUMABLE_CHANGES may differ."""
-    old = TrainConfig.from_json(saved).to_json()
+    old = losses.configure(TrainConfig.from_json(saved)).to_json()
     for key, value in cfg.to_json().items():
         if key not in RESUMABLE_CHANGES and old[key] != value:
             raise UserError(

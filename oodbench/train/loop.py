@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,11 @@ from oodbench import parallel as distributed
 from oodbench.config import TrainConfig
 from oodbench.data.augment import crop_flip, normalize
 from oodbench.errors import UserError
-from oodbench.models import check_model_name, create_model
+from oodbench.models import check_model_name
 from oodbench.train import checkpoint as ck
+from oodbench.train import losses
 from oodbench.train.log import Progress, environment, rng_states, set_rng_states
-from oodbench.train.losses import make_loss
+from oodbench.train.losses import Loss
 from oodbench.train.plan import (  # noqa: F401  (validation_split is part of the API)
     Data,
     derive_seed,
@@ -47,20 +48,37 @@ class TrainingInterrupted(Exception):
         self.run_dir, self.resume_command = run_dir, resume_command
 
 
-@dataclass
+class FeaturesAndLogits(torch.nn.Module):
+    """``net`` returning (penultimate features, logits) from one forward, for a loss that sets
+    ``needs_features``: one module call, so DDP syncs every gradient the loss produces."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+        features = features.flatten(1)
+        return features, self.net.get_classifier()(features)
+
+
+@dataclass(kw_only=True)
 class Loop:
+    """One training run's state, built by ``build_loop``."""
+
     cfg: TrainConfig
     ctx: distributed.Dist
+    run_dir: Path
     data: Data
-    model: torch.nn.Module
+    arch: ck.Arch
+    net: torch.nn.Module  # the plain model: what is saved, restored and evaluated
+    model: torch.nn.Module  # what a step calls: net, maybe FeaturesAndLogits, DDP, compile
+    loss: Loss
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    batch: int
-    steps: int
-    run_dir: Path
-    arch: dict[str, Any]
-    history: list[dict[str, float]]
+    batch: int  # images per rank per step
+    steps: int  # steps per epoch
+    history: list[dict[str, float]] = field(default_factory=list)
     stop_requested: bool = False
 
     @property
@@ -76,9 +94,13 @@ class Loop:
             x = x.contiguous(memory_format=torch.channels_last)
         y = self.data.labels[index]
         torch.manual_seed(derive_seed(self.cfg.seed, "step", epoch, s, self.ctx.rank))  # dropout
+        features, head = None, None
         with self.autocast:
             logits = self.model(x)
-        loss = self.loss_fn(logits, y)
+        if self.loss.needs_features:
+            (features, logits), fc = logits, self.net.get_classifier()
+            head = (fc.weight, fc.bias)
+        loss = self.loss(logits, y, features=features, head=head)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -97,7 +119,7 @@ class Loop:
     @torch.inference_mode()
     def evaluate(self) -> tuple[float, float]:
         """Test accuracy (%) and mean raw-logit L2 norm, in big inference batches."""
-        net = ck.unwrap(self.model)
+        net = self.net
         net.eval()
         correct = norm = torch.zeros((), device=self.ctx.device)
         images, labels = self.data.test_images, self.data.test_labels
@@ -115,7 +137,7 @@ class Loop:
         """train_state.pt first (the commit point), then model.safetensors and history.csv."""
         if not self.ctx.main:
             return
-        wbytes = ck.weights_bytes(self.model, self.arch | {"epoch": epoch, "step": step})
+        wbytes = ck.weights_bytes(self.net, self.arch.to_json() | {"epoch": epoch, "step": step})
         state = {
             "epoch": epoch,
             "step": step,
@@ -134,18 +156,14 @@ class Loop:
 
 def build_loop(cfg: TrainConfig, ctx: distributed.Dist, run_dir: Path) -> Loop:
     data = load_data(cfg, ctx.device)
-    arch = {
-        "model": cfg.model,
-        "num_classes": data.info["num_classes"],
-        "in_chans": data.info["in_chans"],
-        "img_size": data.info["img_size"],
-    }
+    arch = ck.Arch(cfg.model, data.info["num_classes"], data.info["in_chans"],
+                   data.info["img_size"])  # fmt: skip
+    loss = losses.make_loss(cfg.loss, **cfg.loss_params)
     torch.manual_seed(derive_seed(cfg.seed, "init"))
-    net = create_model(cfg.model, arch["num_classes"], arch["in_chans"], arch["img_size"])
-    net = net.to(ctx.device)
+    net = arch.create().to(ctx.device)
     if ctx.device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
-    model = distributed.wrap(ctx, net)
+    model = distributed.wrap(ctx, FeaturesAndLogits(net) if loss.needs_features else net)
     if cfg.compile:
         model = torch.compile(model)
     shard = data.labels.shape[0] // ctx.world
@@ -159,27 +177,26 @@ def build_loop(cfg: TrainConfig, ctx: distributed.Dist, run_dir: Path) -> Loop:
         weight_decay=cfg.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps))
-    loss_fn = make_loss(cfg.loss, tau=cfg.tau, penalty=cfg.penalty)
     return Loop(
-        cfg,
-        ctx,
-        data,
-        model,
-        optimizer,
-        scheduler,
-        loss_fn,
-        batch,
-        steps,
-        run_dir,
-        arch,
-        history=[],
+        cfg=cfg,
+        ctx=ctx,
+        run_dir=run_dir,
+        data=data,
+        arch=arch,
+        net=net,
+        model=model,
+        loss=loss,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        batch=batch,
+        steps=steps,
     )
 
 
 def restore(loop: Loop, state: dict[str, Any]) -> None:
     tensors, meta = ck.weights_from_bytes(state["weights"].numpy().tobytes(), str(ck.STATE))
     ck.check_architecture(meta, loop.arch, str(loop.run_dir / ck.STATE))
-    ck.load_weights_into(loop.model, tensors, loop.arch, str(loop.run_dir / ck.STATE))
+    ck.load_weights_into(loop.net, tensors, loop.arch, str(loop.run_dir / ck.STATE))
     loop.optimizer.load_state_dict(state["optimizer"])
     loop.scheduler.load_state_dict(state["scheduler"])
     # The LR schedule follows the (possibly extended) --epochs of this invocation.
@@ -286,6 +303,7 @@ def train(
     ``UserError`` for bad input or a diverged loss.
     """
     check_model_name(cfg.model)
+    cfg = losses.configure(cfg)  # the loss and its parameters, checked against the registry
     ctx = distributed.init(cfg.device)
     try:
         return _train(cfg, Path(runs_dir), name, resume, overwrite, quiet, ctx)
@@ -325,7 +343,8 @@ def _train(
         raise
     if ctx.main:
         ck.clean_temp_files(run_dir)
-        ck.write_config(run_dir, cfg.to_json() | loop.data.info | loop.arch | environment(ctx))
+        config = cfg.to_json() | loop.data.info | loop.arch.to_json() | environment(ctx)
+        ck.write_config(run_dir, config)
     epoch, start, partial = 0, 0, None
     if state is not None:
         restore(loop, state)

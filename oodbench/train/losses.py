@@ -1,36 +1,123 @@
-"""Training losses: cross-entropy, LogitNorm (Wei et al., ICML 2022) and the logit penalty.
+"""Training losses: one registered class each, the only list of loss names.
 
-Each loss has a functional form and a registry entry (a factory taking the TrainConfig-style
-hyper-parameters). The registry names are the CLI names: ``ce``, ``logitnorm``,
-``logit-penalty``.
+A loss class declares its registry ``name`` (the CLI name), its display ``title``, its
+hyperparameters (``params``: name, type, default, allowed range, help, and how they appear in
+labels and run names) and ``forward``. Everything else derives from the class: the names
+``--loss`` accepts, ``--loss-param`` validation, the run-name suffix (``-t0.04``) and the report
+label (``LogitNorm τ=0.04``). A loss sees the logits, the targets and, when it sets
+``needs_features``, the penultimate features and the linear head ``(weight, bias)``, so
+feature-level losses need no change to the loop. See docs/training.md, "Add your own loss".
 """
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Callable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch.nn import functional as F
 
+from oodbench.config import LEGACY_LOSS_PARAMS, TrainConfig
 from oodbench.errors import UserError
 from oodbench.registry import Registry
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-LOSSES: Registry[Callable[..., LossFn]] = Registry("loss")
 NORM_EPS = 1e-7  # the paper's epsilon in f / (tau * (||f|| + eps))
+Head = tuple[torch.Tensor, torch.Tensor | None]  # the classifier's weight (C x D) and bias (C)
 
 
-def check_tau(tau: float) -> float:
-    if not (isinstance(tau, int | float) and math.isfinite(tau) and tau > 0):
-        raise UserError(f"--tau must be a finite number > 0, got {tau}; the paper uses 0.04")
-    return float(tau)
+@dataclass(frozen=True)
+class Param:
+    """One loss hyperparameter. ``low``/``high`` bound it (``low_open``: the bound excluded);
+    ``symbol`` is how labels show it (``τ``), ``tag`` how run names do (``-t0.04``)."""
+
+    name: str
+    default: float
+    help: str
+    type: type = float  # float or int
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    symbol: str = ""
+    tag: str = ""
+
+    def range_text(self) -> str:
+        """``(0, inf)``, ``[0, 1]``: the allowed values, as error messages show them."""
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        left = "(" if self.low is None or self.low_open else "["
+        return f"{left}{lo}, {hi}{')' if self.high is None else ']'}"
+
+    def check(self, value: Any, where: str) -> float:
+        """``value`` as this parameter's type, or a one-line UserError naming it and the range."""
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        kind = "whole number" if self.type is int else "finite number"
+        if not (self._is_number(value) and self._in_range(value)):
+            raise UserError(
+                f"{where} must be a {kind} in {self.range_text()}, got {value!r} ({self.help})"
+            )
+        return self.type(value)  # type: ignore[no-any-return]
+
+    def _is_number(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return math.isfinite(value) and (self.type is not int or value == int(value))
+
+    def _in_range(self, value: float) -> bool:
+        above = self.low is None or value > self.low or (value == self.low and not self.low_open)
+        return above and (self.high is None or value <= self.high)
 
 
-def check_penalty(lam: float) -> float:
-    if not (isinstance(lam, int | float) and math.isfinite(lam) and lam >= 0):
-        raise UserError(f"--penalty (lambda) must be a finite number >= 0, got {lam}")
-    return float(lam)
+class Loss:
+    """Base class: ``loss(logits, targets, features=None, head=None) -> scalar``."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""  # CE, LogitNorm: the label without the parameter values
+    params: ClassVar[tuple[Param, ...]] = ()
+    needs_features: ClassVar[bool] = False  # True: the loop passes features and head
+
+    def __init__(self, **values: Any) -> None:
+        self.values = resolve_params(self.name, values)
+
+    def forward(
+        self,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        features: torch.Tensor | None,
+        head: Head | None,
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        features: torch.Tensor | None = None,
+        head: Head | None = None,
+    ) -> torch.Tensor:
+        return self.forward(logits, targets, features, head)
+
+    @property
+    def label(self) -> str:
+        return label(self.name, self.values)
+
+
+LOSSES: Registry[type[Loss]] = Registry("loss")
+
+
+def register(cls: type[Loss]) -> type[Loss]:
+    """Class decorator: add ``cls`` to LOSSES under ``cls.name``."""
+    LOSSES.add(cls.name, cls)
+    return cls
+
+
+# ------------------------------------------------------------------------------- the losses
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -58,23 +145,141 @@ def logit_norm_lower_bound(num_classes: int, tau: float) -> float:
     return math.log1p((num_classes - 1) * math.exp(-2.0 / tau))
 
 
-@LOSSES.register("ce")
-def _make_ce(**_: float) -> LossFn:
-    return cross_entropy
+@register
+class CrossEntropy(Loss):
+    name, title = "ce", "CE"
+
+    def forward(self, logits, targets, features, head):  # type: ignore[no-untyped-def]
+        return cross_entropy(logits, targets)
 
 
-@LOSSES.register("logitnorm")
-def _make_logitnorm(tau: float = 0.04, **_: float) -> LossFn:
-    tau = check_tau(tau)
-    return lambda logits, targets: logit_norm_loss(logits, targets, tau)
+@register
+class LogitNorm(Loss):
+    """Wei et al., ICML 2022: cross-entropy on logits normalised to norm 1/tau."""
+
+    name, title = "logitnorm", "LogitNorm"
+    params = (
+        Param("tau", 0.04, "LogitNorm temperature; the paper uses 0.04 on CIFAR-10",
+              low=0.0, low_open=True, symbol="τ", tag="t"),
+    )  # fmt: skip
+
+    def forward(self, logits, targets, features, head):  # type: ignore[no-untyped-def]
+        return logit_norm_loss(logits, targets, self.values["tau"])
 
 
-@LOSSES.register("logit-penalty")
-def _make_penalty(penalty: float = 0.1, **_: float) -> LossFn:
-    lam = check_penalty(penalty)
-    return lambda logits, targets: logit_penalty(logits, targets, lam)
+@register
+class LogitPenalty(Loss):
+    """The paper's ablation: cross-entropy plus lambda times the mean squared logit norm."""
+
+    name, title = "logit-penalty", "Logit penalty"
+    params = (
+        Param("penalty", 0.1, "lambda, the weight of the squared logit norm",
+              low=0.0, symbol="λ", tag="l"),
+    )  # fmt: skip
+
+    def forward(self, logits, targets, features, head):  # type: ignore[no-untyped-def]
+        return logit_penalty(logits, targets, self.values["penalty"])
 
 
-def make_loss(name: str, tau: float = 0.04, penalty: float = 0.1) -> LossFn:
-    """The loss function registered as ``name``, with its hyper-parameters validated."""
-    return LOSSES.get(name)(tau=tau, penalty=penalty)
+# --------------------------------------------------------------- params, labels, run names
+
+
+def declaring(param: str) -> list[type[Loss]]:
+    """The registered losses that declare a parameter called ``param``."""
+    return [cls for _, cls in LOSSES.items() if any(p.name == param for p in cls.params)]
+
+
+def _where(name: str) -> str:
+    # --tau and --penalty are the 0.1.0 spellings; every other parameter comes as --loss-param
+    return f"--{name}" if name in LEGACY_LOSS_PARAMS else f"--loss-param {name}"
+
+
+def resolve_params(
+    loss: str, given: Mapping[str, Any], optional: Iterable[str] = ()
+) -> dict[str, float]:
+    """Every parameter of ``loss``, validated: ``given`` values over the declared defaults.
+
+    A given name the loss does not declare is an error, unless it is in ``optional`` (the
+    0.1.0 ``--tau``/``--penalty`` and presets, which apply only to a loss that declares them):
+    those are still checked against the loss that declares them, then dropped.
+    """
+    cls = LOSSES.get(loss)
+    declared = {p.name: p for p in cls.params}
+    for key, value in given.items():
+        if key in declared:
+            continue
+        owners = declaring(key)
+        if key in optional and owners:
+            next(p for p in owners[0].params if p.name == key).check(value, _where(key))
+            continue
+        raise UserError(unknown_param_message(loss, key))
+    return {n: p.check(given.get(n, p.default), _where(n)) for n, p in declared.items()}
+
+
+def unknown_param_message(loss: str, key: str) -> str:
+    names = [p.name for p in LOSSES.get(loss).params]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    owners = [cls.name for cls in declaring(key)]
+    hint = (
+        f"did you mean {close[0]!r}? "
+        if close
+        else f"it belongs to --loss {' or '.join(owners)}; "
+        if owners
+        else ""
+    )
+    takes = f"it takes {', '.join(names)}" if names else "it takes none"
+    return f"loss {loss!r} has no parameter {key!r}: {hint}{takes}"
+
+
+def parse_loss_params(loss: str, items: Iterable[str]) -> dict[str, float]:
+    """``--loss-param NAME=VALUE`` strings, checked against the parameters ``loss`` declares."""
+    cls = LOSSES.get(loss)
+    out: dict[str, float] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--loss-param needs NAME=VALUE, got {item!r} (e.g. tau=0.04)")
+        param = next((p for p in cls.params if p.name == key), None)
+        if param is None:
+            raise UserError(unknown_param_message(loss, key))
+        out[key] = param.check(text.strip(), f"--loss-param {key}")
+    return out
+
+
+def configure(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with ``loss_params`` holding exactly its loss's parameters, validated."""
+    from dataclasses import replace
+
+    params = resolve_params(cfg.loss, cfg.loss_params, optional=LEGACY_LOSS_PARAMS)
+    return replace(cfg, loss_params=params)
+
+
+def _values(loss: str, params: Mapping[str, Any]) -> list[tuple[Param, Any]]:
+    return [(p, params[p.name]) for p in LOSSES.get(loss).params if p.name in params]
+
+
+def label(loss: str, params: Mapping[str, Any]) -> str:
+    """The report label, ``CE``, ``LogitNorm τ=0.04``; an unregistered loss shows its name."""
+    if loss not in LOSSES:
+        return " ".join([loss, *(f"{k}={v}" for k, v in params.items())])
+    values = (f"{p.symbol or p.name}={float(v):g}" for p, v in _values(loss, params))
+    return " ".join([LOSSES.get(loss).title, *values])
+
+
+def title(loss: str) -> str:
+    """``CE``, ``LogitNorm``: the label without values (the loss name if not registered)."""
+    return LOSSES.get(loss).title if loss in LOSSES else loss
+
+
+def default_name(cfg: TrainConfig) -> str:
+    """The run name when --name is not given: ``fashion-mnist-small_cnn-logitnorm-t0.04``."""
+    params = configure(cfg).loss_params
+    suffix = "".join(f"-{p.tag or p.name}{float(v):g}" for p, v in _values(cfg.loss, params))
+    return f"{cfg.dataset}-{cfg.model}-{cfg.loss}{suffix}"
+
+
+def make_loss(name: str, **params: Any) -> Loss:
+    """The loss registered as ``name``, its parameters validated (0.1.0 callers pass both
+    ``tau`` and ``penalty``; each loss keeps the ones it declares)."""
+    return LOSSES.get(name)(**resolve_params(name, params, optional=LEGACY_LOSS_PARAMS))

@@ -2,24 +2,38 @@
 
 Only options the user actually typed override the preset (or, on --resume, the saved
 config), so ``oodbench train --resume --name X`` continues X exactly as it was started.
+The loss and its parameters are checked here against the loss registry, so a typo fails
+before any data is loaded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from oodbench.config import TRAIN_PRESETS, TrainConfig, resolve_in
 from oodbench.errors import UserError
 from oodbench.train import checkpoint as ck
+from oodbench.train import losses
 
 PRESETS = TRAIN_PRESETS
 
 
 def build_config(
-    options: dict[str, Any], preset: str | None, resume: bool, runs_dir: Path, name: str | None
+    options: dict[str, Any],
+    preset: str | None,
+    resume: bool,
+    runs_dir: Path,
+    name: str | None,
+    loss_params: Sequence[str] = (),
 ) -> TrainConfig:
-    """Defaults < preset < (saved config on --resume) < options the user typed (not None)."""
+    """Defaults < preset < (saved config on --resume) < options the user typed (not None).
+
+    ``loss_params`` are the ``--loss-param NAME=VALUE`` strings: each must name a parameter
+    of the chosen loss.
+    """
     given = {k: v for k, v in options.items() if v is not None}
     values: dict[str, Any] = {}
     if preset is not None:
@@ -27,8 +41,13 @@ def build_config(
             raise UserError(f"unknown --preset {preset!r}: choose from {', '.join(PRESETS)}")
         values |= PRESETS[preset]
     if resume:
-        probe = TrainConfig.from_json(values | given)
-        run_dir = resolve_in(runs_dir, name or probe.default_name())
+        probe = _with_loss_params(TrainConfig.from_json(values | given), loss_params)
+        run_dir = resolve_in(runs_dir, name or losses.default_name(probe))
         if (run_dir / ck.CONFIG).is_file():
             values = dict(ck.read_config(run_dir))
-    return TrainConfig.from_json(values | given)
+    return _with_loss_params(TrainConfig.from_json(values | given), loss_params)
+
+
+def _with_loss_params(cfg: TrainConfig, items: Sequence[str]) -> TrainConfig:
+    typed = losses.parse_loss_params(cfg.loss, items)
+    return losses.configure(replace(cfg, loss_params=cfg.loss_params | typed))
