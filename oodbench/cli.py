@@ -227,6 +227,7 @@ def score(
     """Score post-hoc detectors on a run's cached logits and features."""
     from oodbench.config import ScoreConfig
     from oodbench.console import print_table
+    from oodbench.runs import METRICS
     from oodbench.scoring.run import rows_table, score_run
 
     cfg = ScoreConfig(
@@ -236,13 +237,13 @@ def score(
         root=str(root) if root else None, download=download, overwrite=overwrite,
         params=tuple(param or ()),
     )  # fmt: skip
-    table = score_run(cfg, quiet=quiet)
-    if table.attrs.get("rank", 0):  # torchrun: only rank 0 reports
+    result = score_run(cfg, quiet=quiet)
+    if result.rank:  # torchrun: only rank 0 reports
         return
-    if len(table):
-        print_table(rows_table(table, f"{table.attrs['run_dir']}: new metrics rows (percent)"))
+    if len(result):
+        print_table(rows_table(result.rows, f"{result.run_dir}: new metrics rows (percent)"))
     else:
-        typer.echo(f"{table.attrs['run_dir']}: every row is already in metrics.csv "
+        typer.echo(f"{result.run_dir}: every row is already in {METRICS} "
                    "(use --overwrite to recompute)", err=True)  # fmt: skip
 
 

@@ -9,17 +9,16 @@ the paired difference, plus how many seeds LogitNorm won. Output is a markdown t
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from oodbench.runs import RunDir, ood_means
+
 
 def run_averages(run_dir: Path) -> pd.DataFrame:
-    m = pd.read_csv(run_dir / "metrics.csv")
-    m = m[(m["protocol"] == "paper") & (m["convention"] == "id-positive")]
-    return m.groupby("detector")[["fpr95", "auroc"]].mean()
+    return ood_means(RunDir(run_dir).read_metrics(), "paper", "id-positive")
 
 
 def main(bench: Path) -> None:
@@ -28,7 +27,7 @@ def main(bench: Path) -> None:
     ln = pd.concat({s.name: run_averages(s / "logitnorm") for s in seeds})
     diff = ln - ce
     acc = {
-        loss: [json.loads((s / loss / "summary.json").read_text())["id_accuracy"] for s in seeds]
+        loss: [RunDir(s / loss).read_summary()["id_accuracy"] for s in seeds]
         for loss in ("ce", "logitnorm")
     }
     print(f"{len(seeds)} seeds; ID accuracy CE {pd.Series(acc['ce']).mean():.2f} ± "

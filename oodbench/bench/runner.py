@@ -19,6 +19,7 @@ import pandas as pd
 from oodbench.config import BenchConfig, ScoreConfig, TrainConfig
 from oodbench.console import stderr
 from oodbench.errors import UserError
+from oodbench.runs import RunDir, bench_files, ood_means
 from oodbench.train import losses
 
 # Units of work for the time estimate: one training epoch is 1 unit; scoring one run on every
@@ -98,19 +99,14 @@ def _check_out(cfg: BenchConfig, stages: list[Stage]) -> None:
         )
 
 
-def _epochs_done(run_dir: Path) -> int:
-    history = run_dir / "history.csv"
-    return len(pd.read_csv(history)) if history.is_file() else 0
-
-
 def _train(stage: Stage, cfg: BenchConfig, quiet: bool) -> bool:
     """Train (or resume) one run; False when it was already finished."""
     from oodbench.train.loop import train
 
     run_dir = stage.run_dir
     # Resuming with more --epochs extends a finished run; with the same epochs it is kept.
-    resume = cfg.resume and (run_dir / "train_state.pt").exists()
-    if resume and _epochs_done(run_dir) >= stage.train.epochs:
+    resume = cfg.resume and RunDir(run_dir).state.exists()
+    if resume and RunDir(run_dir).epochs_done() >= stage.train.epochs:
         return False
     train(stage.train, run_dir.parent, name=run_dir.name, resume=resume,
           overwrite=cfg.overwrite and not resume, quiet=quiet)  # fmt: skip
@@ -132,15 +128,14 @@ def _score(stage: Stage, cfg: BenchConfig, quiet: bool) -> bool:
         root=cfg.root,
         download=cfg.download,
     )
-    return not score_run(score_cfg, quiet=quiet).empty
+    return len(score_run(score_cfg, quiet=quiet)) > 0
 
 
 def _report(cfg: BenchConfig, run_dirs: list[Path]) -> Path:
     from oodbench.report import render
 
-    out = Path(cfg.out)
-    report = out / "report.md"
-    render(run_dirs, "markdown", out=report, plots=out / "plots", runs_dir=out)
+    report, plots, _ = bench_files(cfg.out)
+    render(run_dirs, "markdown", out=report, plots=plots, runs_dir=Path(cfg.out))
     if cfg.tau_sweep:
         from oodbench.bench.tausweep import write_tau_table
 
@@ -151,22 +146,17 @@ def _report(cfg: BenchConfig, run_dirs: list[Path]) -> Path:
 
 
 def _average(run_dir: Path) -> pd.DataFrame:
-    metrics = pd.read_csv(run_dir / "metrics.csv")
-    metrics = metrics[(metrics["protocol"] == "paper") & (metrics["convention"] == "id-positive")]
-    return metrics.groupby("detector")[["fpr95", "auroc"]].mean()
+    return ood_means(RunDir(run_dir).read_metrics(), "paper", "id-positive")
 
 
 def headline(run_dirs: list[Path]) -> dict[str, dict[str, float]]:
     """Per loss (mean over seeds): MSP and best-detector average FPR95/AUROC, and ID accuracy."""
-    import json
-
     by_loss: dict[str, list[Path]] = {}
     for run_dir in run_dirs:
         by_loss.setdefault("logitnorm" if "logitnorm" in run_dir.name else "ce", []).append(run_dir)
     avg = {loss: sum(_average(d) for d in dirs) / len(dirs) for loss, dirs in by_loss.items()}
     acc = {
-        loss: sum(json.loads((d / "summary.json").read_text())["id_accuracy"] for d in dirs)
-        / len(dirs)
+        loss: sum(RunDir(d).read_summary()["id_accuracy"] for d in dirs) / len(dirs)
         for loss, dirs in by_loss.items()
     }
     best = min(avg, key=lambda loss: avg[loss]["fpr95"].min())

@@ -7,13 +7,13 @@ the choice; the table shows them (averaged without ``gaussian``) so the choice c
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from oodbench.config import BenchConfig, loss_params_of
 from oodbench.io import atomic_write_text
+from oodbench.runs import RunDir, bench_files, ood_means
 from oodbench.train import losses
 
 ACC_TOLERANCE = 1.0  # percentage points of validation accuracy
@@ -23,13 +23,12 @@ SELECTION_DETECTOR = "msp"
 
 def val_accuracy(run_dir: Path) -> float:
     """Validation accuracy (%) from summary.json, else from the cached validation logits."""
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = RunDir(run_dir).read_summary()
     if summary.get("val_accuracy") is not None:
         return float(summary["val_accuracy"])
     from oodbench.scoring.extract import read_outputs
 
-    cache = next((run_dir / "cache").glob("*-val.safetensors"))
-    out = read_outputs(cache)
+    out = read_outputs(RunDir(run_dir).val_cache_files()[0])
     return float(100 * (out.logits.argmax(1) == out.labels).double().mean())
 
 
@@ -37,25 +36,22 @@ def sweep_table(run_dirs: list[Path]) -> pd.DataFrame:
     """One row per run: tau, accuracies, the selection score and the test-set averages."""
     rows = []
     for run_dir in run_dirs:
-        cfg = json.loads((run_dir / "config.json").read_text())
-        train = cfg.get("train", cfg)
-        m = pd.read_csv(run_dir / "metrics.csv")
-        m = m[(m["protocol"] == "paper") & (m["convention"] == "id-positive")]
-        msp = m[m["detector"] == SELECTION_DETECTOR]
-        test = msp[msp["ood_dataset"] != SELECTION_SET]
-        energy = m[(m["detector"] == "energy") & (m["ood_dataset"] != SELECTION_SET)]
-        summary = json.loads((run_dir / "summary.json").read_text())
-        selection = msp.loc[msp["ood_dataset"] == SELECTION_SET, "fpr95"]
+        run = RunDir(run_dir)
+        train = run.config_values()
+        m = run.read_metrics()
+        dets = [SELECTION_DETECTOR, "energy"]
+        test = ood_means(m, "paper", "id-positive", exclude=[SELECTION_SET]).reindex(dets)
+        selection = ood_means(m, "paper", "id-positive", only=[SELECTION_SET]).reindex(dets)
         rows.append({
             "run": run_dir.name,
             "loss": train["loss"],
             "tau": loss_params_of(train).get("tau") if train["loss"] == "logitnorm" else None,
             "val_acc": val_accuracy(run_dir),
-            "test_acc": summary["id_accuracy"],
-            "gaussian_msp_fpr95": float(selection.mean()),
-            "test_msp_fpr95": float(test["fpr95"].mean()),
-            "test_msp_auroc": float(test["auroc"].mean()),
-            "test_energy_fpr95": float(energy["fpr95"].mean()),
+            "test_acc": run.read_summary()["id_accuracy"],
+            "gaussian_msp_fpr95": float(selection.loc[SELECTION_DETECTOR, "fpr95"]),
+            "test_msp_fpr95": float(test.loc[SELECTION_DETECTOR, "fpr95"]),
+            "test_msp_auroc": float(test.loc[SELECTION_DETECTOR, "auroc"]),
+            "test_energy_fpr95": float(test.loc["energy", "fpr95"]),
         })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -100,7 +96,7 @@ def write_tau_table(cfg: BenchConfig, run_dirs: list[Path]) -> Path:
     table = sweep_table(run_dirs)
     chosen = choose_tau(table)
     table["selected"] = table["tau"].eq(chosen) if chosen is not None else False
-    out = Path(cfg.out) / "tau_sweep.csv"
+    _, _, out = bench_files(cfg.out)
     atomic_write_text(out, table.to_csv(index=False, float_format="%.2f"))
     title = (f"tau sweep: chosen τ = {chosen} (lowest MSP FPR95 on {SELECTION_SET}, among runs "
              f"whose validation accuracy is within {ACC_TOLERANCE:g} point of CE's); test columns "

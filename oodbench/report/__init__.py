@@ -20,6 +20,7 @@ from oodbench.report.formats import (
     to_markdown,
     to_plain_text,
 )
+from oodbench.runs import REPORT
 
 __all__ = ["FORMATS", "Report", "build", "render"]
 
@@ -64,7 +65,7 @@ def _check_paths(out: Path | None, plots: Path | None) -> None:
         if blocked is not None:
             raise UserError(f"{flag} {path}: {blocked} is a file, not a folder; pick another path")
     if out is not None and out.is_dir():
-        raise UserError(f"--out {out} is a folder; give a file name such as {out}/report.md")
+        raise UserError(f"--out {out} is a folder; give a file name such as {out}/{REPORT}")
     if plots is not None and plots.exists() and not plots.is_dir():
         raise UserError(f"--plots {plots} is a file; give a folder for the PNG plots")
     if out is not None and plots is not None and out.absolute() == plots.absolute():

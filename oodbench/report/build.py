@@ -6,70 +6,16 @@ LogitNorm deltas and calibration, the paper's numbers, then the per-OOD-set deta
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from oodbench.report import reference as refs
-from oodbench.report import tables as T
-from oodbench.report.formats import Cell, TableSpec, num
+import oodbench.report.reference as refs
+import oodbench.report.tables as T
 from oodbench.report.load import Run, expand, load_runs
-
-SUMMARY_KEYS = (
-    ("id_accuracy", "ID accuracy", False),
-    ("ece", "ECE", True),
-    ("ece_ts", "ECE (temperature-scaled)", True),
-    ("temperature", "Temperature T", None),
-)  # (key, label, lower is better; None: no direction)
-
-
-@dataclass
-class Report:
-    runs: list[Run]
-    groups: list[T.Group]
-    tidy: pd.DataFrame  # one row per (run, detector, OOD set), with reference columns
-    cells: pd.DataFrame  # aggregated over seeds, with Average rows
-    protocol: str
-    convention: str
-    common_oods: dict[str, list[str]]
-    comparison: pd.DataFrame | None = None
-    changes: pd.DataFrame | None = None
-    header: list[str] = field(default_factory=list)
-    sections: list[tuple[str, list[TableSpec]]] = field(default_factory=list)
-    references: list[tuple[str, str]] = field(default_factory=list)  # (source, citation)
-    plots: list[tuple[str, Path]] = field(default_factory=list)
-
-    @property
-    def detectors(self) -> list[str]:
-        return list(dict.fromkeys(self.tidy["detector"]))
-
-    def groups_json(self) -> list[dict[str, Any]]:
-        out = []
-        for g in self.groups:
-            stats = {k: g.summary_stat(k) for k, _, _ in SUMMARY_KEYS}
-            out.append(
-                {
-                    "label": g.label,
-                    "loss": g.loss,
-                    "model": g.model,
-                    "id_dataset": g.id_dataset,
-                    "n_seeds": g.n,
-                    "runs": [str(r.path) for r in g.runs],
-                    "seeds": [r.seed for r in g.runs],
-                    "summary": {
-                        k: None if v is None else {"mean": v[0], "std": _none(v[1])}
-                        for k, v in stats.items()
-                    },
-                }
-            )
-        return out
-
-
-def _none(x: float) -> float | None:
-    return None if not np.isfinite(x) else x
+from oodbench.report.spec import SUMMARY_KEYS, Cell, Report, TableSpec, num
+from oodbench.runs import SUMMARY
 
 
 def build(
@@ -228,13 +174,28 @@ def _average_table(
     sets = {det: ", ".join(s) for det, s in report.common_oods.items()}
     one = len(set(sets.values())) == 1
     over = next(iter(sets.values())) if one else "; ".join(f"{d}: {s}" for d, s in sets.items())
-    notes = [f"Mean over OOD sets: {over}.", *_ref_note(ref_rows)]
+    notes = [f"Mean over OOD sets: {over}.", *_params_note(report), *_ref_note(ref_rows)]
     return TableSpec(
         "Average over OOD sets, per detector",
         ["Detector", *_metric_columns(report, ref_rows)],
         rows,
         notes,
     )
+
+
+def _params_note(report: Report) -> list[str]:
+    """Detectors run with non-default hyperparameters (``knn[k=10]``) and every value they ran
+    with, from metrics.csv's params column (empty in 0.1.0 files); defaults go unmentioned."""
+    tidy = report.tidy
+    params = tidy["params"] if "params" in tidy.columns else pd.Series("", index=tidy.index)
+    found: dict[str, str] = {}
+    for det, values in zip(tidy["detector"], params.fillna("").astype(str), strict=True):
+        if "[" in det and det in report.detectors:
+            found[det] = values or found.get(det, "")
+    if not found:
+        return []
+    listed = "; ".join(f"{d} ran {v}" if v else d for d, v in sorted(found.items()))
+    return [f"Non-default hyperparameters: {listed}."]
 
 
 def _per_ood_table(
@@ -299,7 +260,7 @@ def _calibration_table(ce: T.Group, ln: T.Group) -> TableSpec:
         else:
             d = _delta_cell("fpr95" if lower else "auroc", delta)
         rows.append([Cell(label), Cell(num(*a) if a else "—"), Cell(num(*b) if b else "—"), d])
-    notes = ["From summary.json; ECE uses 15 equal-width bins on the max softmax probability; "
+    notes = [f"From {SUMMARY}; ECE uses 15 equal-width bins on the max softmax probability; "
              "T is fitted on the held-out ID validation split, never on the test set."]  # fmt: skip
     return TableSpec("ID accuracy and calibration", ["", ce.label, ln.label, "Δ"], rows, notes)
 

@@ -1,15 +1,13 @@
-"""Turn a built report into rich tables, GitHub markdown, tidy CSV or JSON text."""
+"""Turn a built report (report.spec) into rich tables, GitHub markdown, tidy CSV or JSON text."""
 
 from __future__ import annotations
 
 import difflib
 import io
 import json
-import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,9 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from oodbench.errors import UserError
-
-if TYPE_CHECKING:
-    from oodbench.report.build import Report
+from oodbench.report.spec import Cell, Report, TableSpec
 
 FORMATS = ("rich", "markdown", "csv", "json")
 CSV_COLUMNS = (
@@ -30,37 +26,12 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
-@dataclass
-class Cell:
-    text: str
-    best: bool = False  # best value of its row: bold in markdown, green in rich
-    tone: str | None = None  # "good" / "bad" for deltas
-
-
-@dataclass
-class TableSpec:
-    title: str
-    columns: list[str]
-    rows: list[list[Cell]]
-    notes: list[str] = field(default_factory=list)
-
-
 def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         close = difflib.get_close_matches(fmt, FORMATS, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise UserError(f"unknown --format {fmt!r}; {hint}choose one of {', '.join(FORMATS)}")
     return fmt
-
-
-def num(value: Any, std: Any = None, digits: int = 2) -> str:
-    """'12.34', '12.34 ± 0.56', or '—' for a missing number."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    text = f"{value:.{digits}f}"
-    if std is not None and isinstance(std, float) and math.isfinite(std):
-        text += f" ± {std:.{digits}f}"
-    return text
 
 
 # --- markdown ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pandas as pd
 
 from oodbench.errors import UserError
 from oodbench.report.load import Run
+from oodbench.runs import ood_means
 from oodbench.train.losses import LOSSES
 
 METRIC_COLS = ("fpr95", "auroc", "aupr")
@@ -147,9 +148,10 @@ def with_averages(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str
         common_sets[str(det)] = common
         if not common:
             continue
-        avg = sub[sub["ood_dataset"].isin(common)].groupby("run", sort=False)
-        means = avg[list(METRIC_COLS)].mean()
-        first = avg.first()
+        rows_in = sub[sub["ood_dataset"].isin(common)]
+        proto, conv = rows_in["protocol"].iloc[0], rows_in["convention"].iloc[0]  # one of each
+        means = ood_means(rows_in, proto, conv, values=METRIC_COLS, by=["run"], sort=False)
+        first = rows_in.groupby("run", sort=False).first()
         for run, values in means.iterrows():
             row = first.loc[run].to_dict() | values.to_dict()
             row |= {"run": run, "ood_dataset": AVERAGE, "detector": det}

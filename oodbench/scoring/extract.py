@@ -22,6 +22,7 @@ from oodbench.data.imageset import ImageSet
 from oodbench.errors import UserError
 from oodbench.io import atomic_write_with, file_lock
 from oodbench.models.outputs import Outputs
+from oodbench.runs import cache_file, cache_lock
 
 CACHE_FORMAT = "oodbench-outputs-1"
 Progress = Callable[[int], None]  # called with the number of samples just processed
@@ -133,7 +134,7 @@ def extract(
     """One inference-mode pass: features = forward_head(forward_features(x), pre_logits=True),
     logits = classifier(features). Results are written into preallocated CPU tensors.
 
-    ``rows`` limits the pass to that range of ``data`` (a rank's shard, see dist_extract).
+    ``rows`` limits the pass to that range of ``data`` (a rank's shard, see scoring.sharded).
     """
     if len(data) == 0:
         raise UserError(f"dataset {data.name!r} has zero samples; nothing to score")
@@ -239,18 +240,27 @@ def cached_outputs(
     batch_size: int = 512,
     like: ImageSet | None = None,
     progress: Progress | None = None,
+    *,
+    compute: Callable[[], Outputs] | None = None,
+    on_lookup: Callable[[bool], None] | None = None,
 ) -> tuple[Outputs, bool]:
     """Outputs for ``data`` from ``cache_dir/<key>.safetensors`` or one forward pass.
 
     Returns (outputs, hit). The lock makes a concurrent process wait and then reuse the file
-    rather than repeat the same forward pass.
+    rather than repeat the same forward pass. ``compute`` replaces the forward pass (the
+    torchrun path shards it) and ``on_lookup(hit)`` hears the decision before it runs.
     """
     expected = cache_expectation(data, mean, std, model_hash, like)
-    path = cache_dir / f"{key}.safetensors"
-    with file_lock(cache_dir / f".{key}"):  # hidden lock file beside the cache
+    path = cache_file(cache_dir, key)
+    with file_lock(cache_lock(cache_dir, key)):  # hidden lock file beside the cache
         hit = valid_cache(path, expected)
+        if on_lookup is not None:
+            on_lookup(hit is not None)
         if hit is not None:
             return hit, True
-        out = extract(model, data, mean, std, batch_size, like, progress)
+        if compute is None:
+            out = extract(model, data, mean, std, batch_size, like, progress)
+        else:
+            out = compute()
         write_outputs(path, out, {k: v for k, v in expected.items() if k != "format"})
     return out, False

@@ -1,129 +1,73 @@
 """``oodbench score``: cached outputs -> detector scores -> metrics.csv and summary.json.
 
 Resumable at the grain of (detector, OOD set): each finished pair is merged into metrics.csv
-at once (under a file lock, written atomically), and a pair already there is skipped unless
-``overwrite``. OOD sets are extracted one at a time, in batches, so memory stays bounded by one
-OOD set's uint8 images plus its logits and features.
+at once (oodbench.runs: under a file lock, written atomically), and a pair already there is
+skipped unless ``overwrite``. OOD sets are extracted one at a time, in batches, so memory stays
+bounded by one OOD set's uint8 images plus its logits and features. Under torchrun the
+extraction is first sharded over the ranks (``sharded.prefetch``), then rank 0 scores here from
+the warm cache.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from rich.progress import Progress
 
 from oodbench import detectors as det_registry
 from oodbench import metrics
-from oodbench.config import ScoreConfig, TrainConfig, resolve_in
+from oodbench.config import ScoreConfig, TrainConfig
 from oodbench.data.imageset import ImageSet
 from oodbench.detectors import Detector
-from oodbench.errors import UserError
-from oodbench.io import atomic_write_json, atomic_write_text, atomic_write_with, file_lock
+from oodbench.runs import (
+    COLUMNS,
+    VALUES,
+    RunDir,
+    done_keys,
+    drop_changed_params,
+    drop_stale,
+    merge_metrics,
+)
+from oodbench.scoring import sharded
 from oodbench.scoring.extract import Outputs, batches, cached_outputs, read_metadata, weights_hash
-
-KEY = ["detector", "ood_dataset", "protocol", "convention"]
-COLUMNS = [
-    "run", "seed", "loss", "tau", "model", "id_dataset", *KEY,
-    "fpr95", "auroc", "aupr_in", "aupr_out",
-    "fpr95_std", "auroc_std", "aupr_in_std", "aupr_out_std", "n_id", "n_ood", "weights_hash",
-]  # fmt: skip
-VALUES = ["fpr95", "auroc", "aupr_in", "aupr_out"]
-
-
-# ---------------------------------------------------------------- run dir and detectors
+from oodbench.scoring.inputs import (
+    id_splits,
+    load_dataset,
+    ood_names,
+    progress_bar,
+    resolve_run_dir,
+    tracker,
+)
 
 
-def resolve_run_dir(cfg: ScoreConfig) -> Path:
-    """The given run dir (a path, or a run name under --runs-dir), else the newest trained run."""
-    runs = Path(cfg.runs_dir)
-    if cfg.run_dir is not None:
-        path = Path(cfg.run_dir)
-        if not path.exists() and "/" not in cfg.run_dir and (runs / cfg.run_dir).exists():
-            path = resolve_in(runs, cfg.run_dir)
-        if not path.is_dir():
-            raise UserError(
-                f"run dir {path} does not exist; pass a folder made by 'oodbench train'"
-            )
-        if not (path / "model.safetensors").is_file() or not (path / "config.json").is_file():
-            raise UserError(
-                f"{path} is not a trained run (no model.safetensors/config.json); "
-                "train it with 'oodbench train' first"
-            )
-        return path
-    found = sorted(runs.glob("*/model.safetensors"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise UserError(f"no trained run under {runs}; run 'oodbench train' first or pass RUN_DIR")
-    return found[-1].parent
+@dataclass
+class ScoreResult:
+    """What one ``score_run`` call did: the new metrics rows (``runs.COLUMNS``), the run dir it
+    scored, the cached outputs it reused instead of extracting, and the torchrun rank (the CLI
+    prints only on rank 0)."""
+
+    rows: pd.DataFrame
+    run_dir: Path
+    cache_hits: list[str] = field(default_factory=list)
+    rank: int = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+# ---------------------------------------------------------------- detectors and metrics
 
 
 def build_detectors(cfg: ScoreConfig) -> list[Detector]:
     """Expand "all", create each detector once with its --param values and the flags it takes."""
     flags = {"k": cfg.k, "temperature": cfg.temperature}  # shorthand for knn.k, <det>.temperature
     return det_registry.build(cfg.detectors, cfg.params, flags)
-
-
-def default_ood(root: str | None, id_name: str) -> list[str]:
-    from oodbench.data import DATASETS, OFFLINE_OOD
-
-    root_path = Path(root) if root else None
-    return [n for n in OFFLINE_OOD if n != id_name and DATASETS.get(n).available(root_path)]
-
-
-# ---------------------------------------------------------------- metrics.csv
-
-
-def read_metrics(path: Path) -> pd.DataFrame:
-    """The run's metrics table (empty if absent); a damaged file is a clear error."""
-    if not path.is_file():
-        return pd.DataFrame(columns=COLUMNS)
-    try:
-        table = pd.read_csv(path, dtype={"weights_hash": str})  # hex must stay text
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not a readable CSV ({exc}); move it away to rescore") from exc
-    if "weights_hash" not in table.columns:  # written before rows recorded their weights
-        table["weights_hash"] = ""
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise UserError(f"{path} lacks columns {', '.join(missing)}; move it away to rescore")
-    return table
-
-
-def merge_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Read-merge-write under the file lock: rows with the same key are replaced."""
-    new = pd.DataFrame(rows, columns=COLUMNS)
-    with file_lock(path.parent / f".{path.name}"):
-        old = read_metrics(path)
-        keep = ~old.set_index(KEY).index.isin(new.set_index(KEY).index)
-        parts = [t for t in (old[keep], new) if len(t)]
-        merged = pd.concat(parts, ignore_index=True).sort_values(KEY, kind="stable")
-        atomic_write_text(path, merged[COLUMNS].to_csv(index=False))
-
-
-def done_keys(path: Path) -> set[tuple[str, ...]]:
-    table = read_metrics(path)
-    return {tuple(str(v) for v in row) for row in table[KEY].itertuples(index=False)}
-
-
-def drop_stale(path: Path, weights_hash: str) -> int:
-    """Remove the rows scored with other weights (the run was retrained or extended in place);
-    return how many. Rows that recorded no weights (older files) cannot be trusted either."""
-    if not path.is_file():
-        return 0
-    with file_lock(path.parent / f".{path.name}"):
-        table = read_metrics(path)
-        stale = table["weights_hash"].fillna("").astype(str) != weights_hash
-        if stale.any():
-            atomic_write_text(path, table.loc[~stale, COLUMNS].to_csv(index=False))
-        return int(stale.sum())
 
 
 def metric_row(
@@ -148,39 +92,6 @@ def metric_row(
     return {**row, "n_id": len(id_scores), "n_ood": n_sub}
 
 
-# ---------------------------------------------------------------- progress and score files
-
-
-def progress_bar(quiet: bool) -> Progress:
-    from oodbench.console import stderr
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())  # fmt: skip
-    # Not on a terminal (a pipe, a log file) rich draws nothing useful but leaves a blank line.
-    disable = quiet or not stderr.is_terminal
-    return Progress(*columns, console=stderr, transient=True, disable=disable)
-
-
-def tracker(bar: Progress, what: str, total: int) -> Callable[[int], None]:
-    task = bar.add_task(what, total=total)
-    return lambda n: bar.advance(task, n)
-
-
-def load_scores(path: Path, expected: dict[str, str]) -> torch.Tensor | None:
-    """Scores saved by an earlier call, if the file is intact and for the same inputs."""
-    try:
-        if path.is_file() and read_metadata(path) == expected:
-            return load_file(str(path))["scores"]
-    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError):
-        pass  # damaged: recompute and overwrite it
-    return None
-
-
-def save_scores(path: Path, scores: torch.Tensor, metadata: dict[str, str]) -> None:
-    tensors = {"scores": scores.contiguous()}
-    atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
-
-
 # ---------------------------------------------------------------- the run being scored
 
 
@@ -189,7 +100,7 @@ class Run:
     """One loaded run: the model, its config, the ID sets and the cached outputs."""
 
     cfg: ScoreConfig
-    path: Path
+    dir: RunDir
     model: torch.nn.Module
     train_cfg: TrainConfig
     mean: tuple[float, ...]
@@ -205,12 +116,11 @@ class Run:
     def outputs(self, key: str, data: ImageSet, like: ImageSet | None = None) -> Outputs:
         if key not in self._outputs:
             out, hit = cached_outputs(
-                self.path / "cache", key, self.model, data, self.mean, self.std,
+                self.dir.cache, key, self.model, data, self.mean, self.std,
                 self.model_hash, self.cfg.batch_size, like,
                 tracker(self.bar, f"extract {key}", len(data)),
             )  # fmt: skip
-            meta = read_metadata(self.path / "cache" / f"{key}.safetensors")
-            self.hashes[key] = meta["data_hash"]
+            self.hashes[key] = read_metadata(self.dir.cache_file(key))["data_hash"]
             if hit:
                 self.cache_hits.append(key)
             self._outputs[key] = out
@@ -224,35 +134,13 @@ def load(cfg: ScoreConfig, bar: Progress) -> Run:
     from oodbench.parallel import resolve_device
     from oodbench.train.checkpoint import load_run
 
-    path = resolve_run_dir(cfg)
-    model, train_cfg, info = load_run(path, resolve_device(cfg.device))
+    run_dir = resolve_run_dir(cfg)
+    model, train_cfg, info = load_run(run_dir.path, resolve_device(cfg.device))
     mean, std = tuple(info["mean"]), tuple(info["std"])
     model_hash = info.get("weights_sha256") or weights_hash(model)
-    run = Run(cfg, path, model, train_cfg, mean, std, bar, model_hash)
+    run = Run(cfg, run_dir, model, train_cfg, mean, std, bar, model_hash)
     run.id_test = load_dataset(cfg, train_cfg, train_cfg.dataset, "test")
     return run
-
-
-def load_dataset(cfg: ScoreConfig, tcfg: TrainConfig, name: str, split: str,
-                 geometry: tuple[int, int, int] | None = None) -> ImageSet:  # fmt: skip
-    from oodbench import data
-
-    root = cfg.root or tcfg.root
-    ds = data.load(name, split, root=root, download=cfg.download or tcfg.download,
-                   geometry=geometry)  # fmt: skip
-    if len(ds) == 0:
-        raise UserError(f"dataset {name!r} ({split}) has zero samples; check its files or --root")
-    return ds
-
-
-def id_splits(cfg: ScoreConfig, tcfg: TrainConfig) -> tuple[ImageSet, ImageSet | None]:
-    """The run's own fit split (train minus validation) and its validation split."""
-    from oodbench.train.plan import validation_split
-
-    full = load_dataset(cfg, tcfg, tcfg.dataset, "train")
-    train_idx, val_idx = validation_split(tcfg, full)
-    val = full.subset(torch.as_tensor(val_idx)) if len(val_idx) else None
-    return full.subset(torch.as_tensor(train_idx)), val
 
 
 def train_and_val(run: Run) -> tuple[ImageSet, ImageSet | None]:
@@ -289,7 +177,7 @@ def write_summary(run: Run, id_out: Outputs) -> dict[str, Any]:
         )
     tc = run.train_cfg
     summary.update(loss=tc.loss, tau=tc.tau, model=tc.model, id_dataset=tc.dataset, seed=tc.seed)
-    atomic_write_json(run.path / "summary.json", summary)
+    run.dir.write_summary(summary)
     return summary
 
 
@@ -311,9 +199,9 @@ def scores_for(
     match the weights, the data and the hyperparameters, else computed and saved there."""
     key = f"{name}-test"
     out = run.outputs(key, data, like)
-    path = run.path / "scores" / det.label / f"{name}.safetensors"
-    expected = {"weights_hash": run.model_hash, "data_hash": run.hashes[key], "detector": det.label}
-    saved = load_scores(path, expected)
+    expected = {"weights_hash": run.model_hash, "data_hash": run.hashes[key],
+                "detector": det.label, "params": det.params_text}  # fmt: skip
+    saved = run.dir.load_scores(det.label, name, expected)
     if saved is not None:
         return saved
     if det.needs_fit and not det.fitted:
@@ -322,46 +210,36 @@ def scores_for(
         scores = score_with_model(run, det, data, like)
     else:
         scores = det.score(out).to(torch.float64)
-    save_scores(path, scores, expected)
+    run.dir.save_scores(det.label, name, scores, expected)
     return scores
 
 
-def ood_names(cfg: ScoreConfig, id_name: str) -> list[str]:
-    from oodbench.data import DATASETS, OFFLINE_OOD
-
-    names: list[str] = []
-    for name in cfg.ood or ("all-available",):
-        if name == "all-available":
-            expand = default_ood(cfg.root, id_name)
-        else:
-            expand = [n for n in OFFLINE_OOD if n != id_name] if name == "all-offline" else [name]
-        names += [n for n in expand if n not in names]
-    for name in names:
-        DATASETS.get(name)  # unknown names: a close-match suggestion
-        if name == id_name:
-            raise UserError(f"--ood {name} is the run's ID dataset; choose another OOD set")
-    if not names:
-        raise UserError("no OOD set is available offline; run 'make data' or pass --ood NAME")
-    return names
-
-
-def score_run(cfg: ScoreConfig, quiet: bool = False) -> pd.DataFrame:
+def score_run(cfg: ScoreConfig, quiet: bool = False) -> ScoreResult:
     """Score every (detector, OOD set) not yet in metrics.csv; return the new rows.
 
-    ``df.attrs["run_dir"]`` is the run scored and ``df.attrs["cache_hits"]`` the cached
-    outputs that were reused instead of extracted. Under torchrun the extraction is sharded
-    over the ranks first (oodbench.scoring.sharded) and rank 0 scores from the warm cache.
+    Under torchrun the extraction is sharded over the ranks first (``sharded.prefetch``) and
+    rank 0 scores from the warm cache; the other ranks return no rows.
     """
-    from oodbench.scoring import sharded as dist_extract
-
-    if dist_extract.world_size() > 1:
-        return dist_extract.score_sharded(cfg, quiet)
-    return score_local(cfg, quiet)
-
-
-def score_local(cfg: ScoreConfig, quiet: bool = False) -> pd.DataFrame:
-    """``score_run`` in this process alone."""
     detectors = build_detectors(cfg)  # bad names and flags fail before any work
+    if sharded.world_size() == 1:
+        return score_local(cfg, detectors, quiet)
+    from oodbench.parallel import cleanup, init
+
+    ctx = init(cfg.device)
+    try:
+        run_dir = sharded.prefetch(cfg, ctx, detectors, quiet)
+        if ctx.main:
+            result = score_local(replace(cfg, run_dir=str(run_dir.path)), detectors, quiet)
+        else:
+            result = ScoreResult(pd.DataFrame(columns=COLUMNS), run_dir.path)
+    finally:  # the other ranks leave now: scoring on rank 0 makes no more collectives
+        cleanup(ctx)
+    result.rank = ctx.rank
+    return result
+
+
+def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False) -> ScoreResult:
+    """``score_run`` in this process alone."""
     new_rows: list[dict[str, Any]] = []
     with progress_bar(quiet) as bar:
         run = load(cfg, bar)
@@ -369,17 +247,23 @@ def score_local(cfg: ScoreConfig, quiet: bool = False) -> pd.DataFrame:
         names = ood_names(cfg, tc.dataset)
         id_set = run.id_test
         assert id_set is not None
-        path = run.path / "metrics.csv"
+        path = run.dir.metrics
         stale = drop_stale(path, run.model_hash)  # also checks metrics.csv before any write
         if stale:
             from oodbench.console import stderr
 
-            stderr.print(f"[yellow]note:[/] model.safetensors changed since {path} was "
+            stderr.print(f"[yellow]note:[/] {run.dir.weights.name} changed since {path} was "
                          f"written: dropped {stale} stale rows; scoring anew",
                          soft_wrap=True)  # fmt: skip
+        changed = drop_changed_params(path, {d.label: d.params_text for d in detectors})
+        if changed:
+            from oodbench.console import stderr
+
+            stderr.print(f"[yellow]note:[/] dropped {changed} rows of {path} scored with other "
+                         "hyperparameter values; scoring anew", soft_wrap=True)  # fmt: skip
         done = set() if cfg.overwrite else done_keys(path)
         write_summary(run, run.outputs(f"{tc.dataset}-test", id_set))
-        base = {"run": run.path.name, "seed": tc.seed, "loss": tc.loss, "tau": tc.tau,
+        base = {"run": run.dir.name, "seed": tc.seed, "loss": tc.loss, "tau": tc.tau,
                 "model": tc.model, "id_dataset": tc.dataset, "protocol": cfg.protocol,
                 "convention": cfg.convention, "weights_hash": run.model_hash}  # fmt: skip
         for ood in names:
@@ -394,14 +278,13 @@ def score_local(cfg: ScoreConfig, quiet: bool = False) -> pd.DataFrame:
                 id_scores = scores_for(run, det, tc.dataset, id_set, None)
                 ood_scores = scores_for(run, det, ood, ood_set, id_set)
                 row = {**base, "detector": det.label, "ood_dataset": ood,
+                       "params": det.params_text,
                        **metric_row(id_scores, ood_scores, cfg)}  # fmt: skip
                 merge_metrics(path, [row])  # each finished pair is kept at once
                 new_rows.append(row)
             run.drop(f"{ood}-test")  # bounded memory: one OOD set at a time
             del ood_set
-    table = pd.DataFrame(new_rows, columns=COLUMNS)
-    table.attrs.update(run_dir=str(run.path), cache_hits=list(run.cache_hits))
-    return table
+    return ScoreResult(pd.DataFrame(new_rows, columns=COLUMNS), run.dir.path, list(run.cache_hits))
 
 
 def rows_table(table: pd.DataFrame, title: str = "New metrics rows (percent)") -> Any:

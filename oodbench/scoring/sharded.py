@@ -12,25 +12,24 @@ network-rerunning detectors (odin, gradnorm) are not sharded.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 
-import pandas as pd
 import torch
 import torch.distributed as dist
 
 from oodbench.config import ScoreConfig
 from oodbench.data.imageset import ImageSet
-from oodbench.io import file_lock
-from oodbench.parallel import Dist, broadcast, cleanup, init
-from oodbench.scoring.extract import (
-    Outputs,
-    Progress,
-    cache_expectation,
-    extract,
-    linear_head,
-    valid_cache,
-    write_outputs,
+from oodbench.detectors import Detector
+from oodbench.parallel import Dist, broadcast
+from oodbench.runs import RunDir, done_keys
+from oodbench.scoring.extract import Outputs, Progress, cached_outputs, extract, linear_head
+from oodbench.scoring.inputs import (
+    id_splits,
+    load_dataset,
+    ood_names,
+    progress_bar,
+    resolve_run_dir,
+    tracker,
 )
 
 
@@ -117,96 +116,58 @@ def cached_outputs_sharded(
     batch_size: int = 512,
     like: ImageSet | None = None,
     progress: Progress | None = None,
-) -> tuple[Outputs | None, bool]:
-    """``extract.cached_outputs`` across ranks: rank 0 decides hit or miss, every rank joins a
-    miss's sharded pass, rank 0 writes the file. Returns (outputs on rank 0 else None, hit).
-
-    No rank holds the cache lock during a collective (that could deadlock with another rank
-    waiting for the lock); rank 0 takes it only to check and to write.
+) -> None:
+    """``extract.cached_outputs`` across ranks: rank 0 runs it, deciding hit or miss under the
+    cache lock and telling the others; on a miss every rank joins the sharded pass and rank 0
+    writes the file. Only rank 0 ever takes the lock, so the others just wait in the collective.
     """
-    expected = cache_expectation(data, mean, std, model_hash, like)
-    path = cache_dir / f"{key}.safetensors"
-    found = None
+
+    def sharded() -> Outputs:
+        out = extract_sharded(ctx, model, data, mean, std, batch_size, like, progress)
+        assert out is not None  # rank 0
+        return out
+
     if ctx.main:
-        with file_lock(cache_dir / f".{key}"):
-            found = valid_cache(path, expected)
-    box = [found is not None]
-    dist.broadcast_object_list(box, src=0)
-    if box[0]:
-        return found, True
-    out = extract_sharded(ctx, model, data, mean, std, batch_size, like, progress)
-    if ctx.main:
-        assert out is not None
-        with file_lock(cache_dir / f".{key}"):
-            write_outputs(path, out, {k: v for k, v in expected.items() if k != "format"})
+        cached_outputs(cache_dir, key, model, data, mean, std, model_hash, batch_size, like,
+                       compute=sharded, on_lookup=lambda hit: broadcast(ctx, hit))  # fmt: skip
+    elif not broadcast(ctx, None):
+        extract_sharded(ctx, model, data, mean, std, batch_size, like, progress)
     dist.barrier()  # the file exists for every rank from here on
-    return out, False
 
 
-def prefetch(cfg: ScoreConfig, ctx: Dist, quiet: bool = False) -> Path:
-    """Fill the run's cache for everything ``score_run`` will read (ID test and validation,
-    the fit split when a pending detector is fitted, each OOD set with pending rows), every
-    rank taking its shard. Returns the run dir (rank 0's choice)."""
-    from oodbench.scoring import run as sc
+def prefetch(cfg: ScoreConfig, ctx: Dist, detectors: list[Detector], quiet: bool = False) -> RunDir:
+    """Fill the run's cache for everything the scoring will read (ID test and validation, the
+    fit split when a pending detector is fitted, each OOD set with pending rows), every rank
+    taking its shard. Returns the run dir (rank 0's choice)."""
     from oodbench.scoring.extract import weights_hash
     from oodbench.train.checkpoint import load_run
 
-    detectors = sc.build_detectors(cfg)
     # Every rank validates the run dir (so a bad one fails everywhere), rank 0's choice wins.
-    path = Path(broadcast(ctx, str(sc.resolve_run_dir(cfg))))
-    model, tc, info = load_run(path, ctx.device)
+    run = RunDir(broadcast(ctx, str(resolve_run_dir(cfg).path)))
+    model, tc, info = load_run(run.path, ctx.device)
     mean, std = tuple(info["mean"]), tuple(info["std"])
     model_hash = info.get("weights_sha256") or weights_hash(model)
-    with sc.progress_bar(quiet or not ctx.main) as bar:
+    with progress_bar(quiet or not ctx.main) as bar:
 
         def fetch(key: str, data: ImageSet, like: ImageSet | None = None) -> None:
-            advance = sc.tracker(bar, f"extract {key} (rank {ctx.rank})", len(data))
-            cached_outputs_sharded(ctx, path / "cache", key, model, data, mean, std,
+            advance = tracker(bar, f"extract {key} (rank {ctx.rank})", len(data))
+            cached_outputs_sharded(ctx, run.cache, key, model, data, mean, std,
                                    model_hash, cfg.batch_size, like, advance)  # fmt: skip
 
-        id_set = sc.load_dataset(cfg, tc, tc.dataset, "test")
+        id_set = load_dataset(cfg, tc, tc.dataset, "test")
         fetch(f"{tc.dataset}-test", id_set)
-        fit, val = sc.id_splits(cfg, tc)
+        fit, val = id_splits(cfg, tc)
         if val is not None:
             fetch(f"{tc.dataset}-val", val)
-        done = set() if cfg.overwrite else _fresh_keys(path / "metrics.csv", model_hash)
+        # Rows scored with other weights do not count: rank 0 drops them before scoring.
+        done = set() if cfg.overwrite else done_keys(run.metrics, model_hash)
         pending = {
             ood: [d for d in detectors if (d.label, ood, cfg.protocol, cfg.convention) not in done]
-            for ood in sc.ood_names(cfg, tc.dataset)
+            for ood in ood_names(cfg, tc.dataset)
         }
         if any(d.needs_fit for dets in pending.values() for d in dets):
             fetch(f"{tc.dataset}-train", fit)
         geometry = (id_set.channels, *id_set.size)
         for ood in [name for name, dets in pending.items() if dets]:
-            fetch(f"{ood}-test", sc.load_dataset(cfg, tc, ood, "test", geometry), id_set)
-    return path
-
-
-def _fresh_keys(path: Path, model_hash: str) -> set[tuple[str, ...]]:
-    """Keys of metrics.csv rows scored with these weights (rank 0 drops the others)."""
-    from oodbench.scoring.run import KEY, read_metrics
-
-    table = read_metrics(path)
-    table = table[table["weights_hash"].fillna("").astype(str) == model_hash]
-    return {tuple(str(v) for v in row) for row in table[KEY].itertuples(index=False)}
-
-
-def score_sharded(cfg: ScoreConfig, quiet: bool = False) -> pd.DataFrame:
-    """``score_run`` under torchrun: sharded extraction, then rank 0 scores from the cache.
-
-    The other ranks return an empty table with ``attrs["rank"]`` set (the CLI prints nothing
-    for them)."""
-    from oodbench.scoring import run as sc
-
-    ctx = init(cfg.device)
-    try:
-        path = prefetch(cfg, ctx, quiet)
-        if ctx.main:
-            table = sc.score_local(replace(cfg, run_dir=str(path)), quiet)
-        else:
-            table = pd.DataFrame(columns=sc.COLUMNS)
-            table.attrs.update(run_dir=str(path), cache_hits=[])
-    finally:  # the other ranks leave now: scoring on rank 0 makes no more collectives
-        cleanup(ctx)
-    table.attrs["rank"] = ctx.rank
-    return table
+            fetch(f"{ood}-test", load_dataset(cfg, tc, ood, "test", geometry), id_set)
+    return run

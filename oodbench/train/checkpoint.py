@@ -27,10 +27,9 @@ from oodbench.config import TrainConfig, check_run_name, resolve_in
 from oodbench.errors import UserError
 from oodbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from oodbench.models import create_model
+from oodbench.runs import CONFIG, HISTORY, STATE, WEIGHTS
 from oodbench.train import losses
 
-CONFIG, WEIGHTS, STATE = "config.json", "model.safetensors", "train_state.pt"
-HISTORY = "history.csv"
 HISTORY_COLUMNS = (
     "epoch",
     "lr",
@@ -106,8 +105,8 @@ def check_architecture(meta: dict[str, Any], arch: Arch, where: str) -> None:
         if key in meta and meta[key] != getattr(arch, key):
             raise UserError(
                 f"{where} holds {meta.get('model')} with {meta.get('num_classes')} classes "
-                f"({meta.get('in_chans')} channels) but config.json says {arch.describe()}; "
-                "use the matching config.json or retrain"
+                f"({meta.get('in_chans')} channels) but {CONFIG} says {arch.describe()}; "
+                f"use the matching {CONFIG} or retrain"
             )
 
 
@@ -121,7 +120,7 @@ def load_weights_into(
     if bad:
         raise UserError(
             f"{where} does not fit {arch.model} with {arch.num_classes} classes from "
-            f"config.json (first mismatch: {bad[0]}); use the matching config.json or retrain"
+            f"{CONFIG} (first mismatch: {bad[0]}); use the matching {CONFIG} or retrain"
         )
     unwrap(model).load_state_dict(tensors)
 

@@ -1,0 +1,101 @@
+"""What a score call reads before it scores: the run dir, the ID splits, the OOD sets, and the
+progress bar. Shared by the orchestrator (``run``) and the torchrun prefetch (``sharded``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from oodbench.config import ScoreConfig, TrainConfig, resolve_in
+from oodbench.data.imageset import ImageSet
+from oodbench.errors import UserError
+from oodbench.runs import CONFIG, WEIGHTS, RunDir, newest_trained
+from oodbench.train.plan import validation_split
+
+
+def resolve_run_dir(cfg: ScoreConfig) -> RunDir:
+    """The given run dir (a path, or a run name under --runs-dir), else the newest trained run."""
+    runs = Path(cfg.runs_dir)
+    if cfg.run_dir is not None:
+        path = Path(cfg.run_dir)
+        if not path.exists() and "/" not in cfg.run_dir and (runs / cfg.run_dir).exists():
+            path = resolve_in(runs, cfg.run_dir)
+        if not path.is_dir():
+            raise UserError(
+                f"run dir {path} does not exist; pass a folder made by 'oodbench train'"
+            )
+        if not RunDir(path).is_trained:
+            raise UserError(
+                f"{path} is not a trained run (no {WEIGHTS}/{CONFIG}); "
+                "train it with 'oodbench train' first"
+            )
+        return RunDir(path)
+    newest = newest_trained(runs)
+    if newest is None:
+        raise UserError(f"no trained run under {runs}; run 'oodbench train' first or pass RUN_DIR")
+    return newest
+
+
+def default_ood(root: str | None, id_name: str) -> list[str]:
+    from oodbench.data import DATASETS, OFFLINE_OOD
+
+    root_path = Path(root) if root else None
+    return [n for n in OFFLINE_OOD if n != id_name and DATASETS.get(n).available(root_path)]
+
+
+def ood_names(cfg: ScoreConfig, id_name: str) -> list[str]:
+    from oodbench.data import DATASETS, OFFLINE_OOD
+
+    names: list[str] = []
+    for name in cfg.ood or ("all-available",):
+        if name == "all-available":
+            expand = default_ood(cfg.root, id_name)
+        else:
+            expand = [n for n in OFFLINE_OOD if n != id_name] if name == "all-offline" else [name]
+        names += [n for n in expand if n not in names]
+    for name in names:
+        DATASETS.get(name)  # unknown names: a close-match suggestion
+        if name == id_name:
+            raise UserError(f"--ood {name} is the run's ID dataset; choose another OOD set")
+    if not names:
+        raise UserError("no OOD set is available offline; run 'make data' or pass --ood NAME")
+    return names
+
+
+def load_dataset(cfg: ScoreConfig, tcfg: TrainConfig, name: str, split: str,
+                 geometry: tuple[int, int, int] | None = None) -> ImageSet:  # fmt: skip
+    from oodbench import data
+
+    root = cfg.root or tcfg.root
+    ds = data.load(name, split, root=root, download=cfg.download or tcfg.download,
+                   geometry=geometry)  # fmt: skip
+    if len(ds) == 0:
+        raise UserError(f"dataset {name!r} ({split}) has zero samples; check its files or --root")
+    return ds
+
+
+def id_splits(cfg: ScoreConfig, tcfg: TrainConfig) -> tuple[ImageSet, ImageSet | None]:
+    """The run's own fit split (train minus validation) and its validation split."""
+    full = load_dataset(cfg, tcfg, tcfg.dataset, "train")
+    train_idx, val_idx = validation_split(tcfg, full)
+    val = full.subset(torch.as_tensor(val_idx)) if len(val_idx) else None
+    return full.subset(torch.as_tensor(train_idx)), val
+
+
+def progress_bar(quiet: bool) -> Progress:
+    from oodbench.console import stderr
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    # Not on a terminal (a pipe, a log file) rich draws nothing useful but leaves a blank line.
+    disable = quiet or not stderr.is_terminal
+    return Progress(*columns, console=stderr, transient=True, disable=disable)
+
+
+def tracker(bar: Progress, what: str, total: int) -> Callable[[int], None]:
+    task = bar.add_task(what, total=total)
+    return lambda n: bar.advance(task, n)
