@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from _cli import SCORE
 from _scoring_toys import MEAN, STD, ToyNet, toy_images
 
 from oodbench import detectors, metrics
+from oodbench.cli import main
+from oodbench.detectors import Detector, NotFittedError, Param
+from oodbench.detectors.params import fmt
 from oodbench.errors import UserError
-from oodbench.scoring.extract import Outputs, extract
+from oodbench.scoring.extract import Outputs, extract, read_metadata
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +223,211 @@ def test_head_detectors_need_a_linear_head() -> None:
     f, w, b, z = head_problem()
     with pytest.raises(UserError, match="linear classifier"):
         detectors.create("react").fit(outs(z, f))
+
+
+# ---------------------------------------------------------------- declared hyperparameters
+
+PARAMS = [(n, p) for n, cls in detectors.DETECTORS.items() for p in cls.params()]
+
+
+def out_of_range(param: Param) -> list[object]:
+    """Values ``param`` must reject: the wrong type, and one step past each bound."""
+    if param.type is bool:
+        return [1, "true", None]
+    bad: list[object] = ["abc", True, float("nan"), float("inf")]
+    if param.low is not None:
+        bad.append(param.low if param.low_open else param.low - 1)
+    if param.high is not None:
+        bad.append(param.high if param.high_open else param.high + 1)
+    if param.type is int:
+        bad.append(param.default + 0.5)
+    return bad
+
+
+@pytest.mark.parametrize(("name", "key"), PARAMS)
+def test_every_declared_default_is_in_range_and_out_of_range_is_refused(
+    name: str, key: str
+) -> None:
+    cls = detectors.DETECTORS.get(name)
+    param = cls.params()[key]
+    assert isinstance(param.default, param.type)
+    for value in (param.default, *param.grid):
+        assert param.check(value) == value  # the grid a tuner will try is valid too
+    assert getattr(detectors.create(name), key) == param.default
+    for bad in out_of_range(param):
+        with pytest.raises(UserError) as err:
+            detectors.create(name, **{key: bad})
+        message = str(err.value)
+        assert f"{name}.{key}" in message and repr(bad) in message, message
+        assert param.range_text() in message or param.type is bool, message
+
+
+@pytest.mark.parametrize("name", [n for n in detectors.names() if detectors.create(n).needs_fit])
+def test_scoring_before_fit_is_a_clear_error(name: str, toy: dict) -> None:
+    det = detectors.create(name)
+    with pytest.raises(NotFittedError, match=f"{name} is not fitted: call fit"):
+        det.score(toy["outs"]["id"])
+    assert isinstance(NotFittedError("x"), UserError)  # the CLI prints it as one line, exit 2
+    det.fit(toy["outs"]["train"])
+    assert det.score(toy["outs"]["id"]).shape == (120,)
+
+
+def test_params_are_typed_attributes_and_assignment_is_validated() -> None:
+    knn = detectors.create("knn", k=7.0)  # a whole float is the whole number it means
+    assert knn.k == 7 and type(knn.k) is int
+    assert knn.params_text == "k=7" and knn.label == "knn[k=7]"
+    with pytest.raises(UserError, match=r"knn.k must be a whole number in \[1, inf\), got 0"):
+        knn.k = 0
+    assert knn.k == 7
+    odin = detectors.create("odin")
+    assert odin.params_text == "temperature=1000,epsilon=0.0014" and odin.label == "odin"
+    assert detectors.create("msp").params_text == ""
+    assert (
+        detectors.create("energy", temperature=0.1 + 0.2).label
+        == "energy[temperature=0.30000000000000004]"
+    )
+
+
+def test_build_applies_params_and_the_flag_shorthand() -> None:
+    dets = detectors.build(
+        ["all"], ["knn.k=200", "react.percentile=95", "gradnorm.include_bias=true"]
+    )
+    by_name = {d.name: d for d in dets}
+    assert by_name["knn"].k == 200 and by_name["react"].percentile == 95.0
+    assert by_name["gradnorm"].include_bias is True and by_name["ash"].percentile == 90.0
+    both = detectors.build(["energy", "odin"], [], {"temperature": 2.0, "k": None})
+    assert [d.temperature for d in both] == [2.0, 2.0]
+    with pytest.raises(UserError, match=r"knn.k is set twice \(7 and 10\)"):
+        detectors.build(["knn"], ["knn.k=10"], {"k": 7})
+
+
+# ---------------------------------------------------------------- --param on the command line
+
+BAD_PARAMS = [
+    (["-d", "knn", "--param", "knnn.k=3"], "did you mean 'knn'"),
+    (["-d", "knn", "--param", "knn.kk=3"], "did you mean 'k'"),
+    (["-d", "msp", "--param", "msp.k=3"], "takes no hyperparameters"),
+    (["-d", "knn", "--param", "knn.k=abc"], "knn.k must be a whole number in [1, inf), got 'abc'"),
+    (["-d", "knn", "--param", "knn.k=2.5"], "got 2.5"),
+    (["-d", "knn", "--param", "knn.k=0"], "knn.k must be a whole number in [1, inf), got 0"),
+    (["-d", "react", "--param", "react.percentile=100"], "in [0, 100), got 100.0"),
+    (["-d", "gradnorm", "--param", "gradnorm.include_bias=maybe"], "true or false"),
+    (["-d", "knn", "--param", "knn=3"], "DETECTOR.NAME=VALUE"),
+    (["-d", "energy", "--param", "knn.k=3"], "not among the chosen detectors (energy)"),
+]
+
+
+@pytest.mark.parametrize(("args", "needle"), BAD_PARAMS)
+def test_bad_param_is_one_line_exit_2_before_any_work(
+    args: list[str], needle: str, scored_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (scored_run / "metrics.csv").read_bytes()
+    assert main(["score", str(scored_run), *args, *SCORE]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
+    assert (scored_run / "metrics.csv").read_bytes() == before
+
+
+def test_bench_checks_params_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench"
+    assert main(["bench", "--out", str(out), "--param", "vim.dim=-1", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "vim.dim must be a whole number in [0, inf), got -1" in err and not out.exists()
+
+
+DOCS = Path(__file__).parents[1] / "docs" / "detectors.md"
+
+
+def documented_detector(monkeypatch: pytest.MonkeyPatch) -> type[Detector]:
+    """The class of docs/detectors.md's "Add your own detector", defined by running that very
+    code block; ``@register`` registers it for this test only."""
+    text = DOCS.read_text(encoding="utf-8")
+    section = text[text.index("## Add your own detector") :]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    made: list[type[Detector]] = []
+
+    def register(cls: type[Detector]) -> type[Detector]:
+        monkeypatch.setitem(detectors.DETECTORS._items, cls.name, cls)
+        made.append(cls)
+        return cls
+
+    monkeypatch.setattr(detectors, "register", register)
+    exec(compile(code, str(DOCS), "exec"), {"__name__": "docs_example"})
+    assert len(made) == 1
+    return made[0]
+
+
+def test_the_documented_detector_is_scored_through_the_cli(
+    run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One class with one tunable value, scored with --param and recorded in metrics.csv."""
+    top_mass = documented_detector(monkeypatch)
+    assert top_mass.name == "topmass" and detectors.create("topmass").top == 2
+    assert main(["detectors"]) == 0
+    assert "top=2 in [1, inf)" in capsys.readouterr().out
+    argv = ["score", str(run), "-d", "topmass", "--ood", "gaussian", *SCORE]
+    assert main([*argv, "--param", "topmass.top=1"]) == 0
+    table = pd.read_csv(run / "metrics.csv", keep_default_na=False)
+    rows = table[table["ood_dataset"] == "gaussian"].set_index("detector")
+    assert rows.loc["topmass[top=1]", "params"] == "top=1"
+    assert rows.loc["msp", "params"] == ""  # no hyperparameters: an empty cell
+    for col in ("fpr95", "auroc", "aupr_in", "aupr_out"):  # top = 1 is MSP, bit for bit
+        assert rows.loc["topmass[top=1]", col] == rows.loc["msp", col]
+    report = run.parent / "report.md"
+    assert main(["report", str(run), "--format", "markdown", "--out", str(report)]) == 0
+    assert "Non-default hyperparameters: topmass[top=1] ran top=1." in report.read_text()
+    assert main(argv) == 0  # the default, top = 2: a row of its own
+    table = pd.read_csv(run / "metrics.csv", keep_default_na=False)
+    assert (
+        table.set_index(["detector", "ood_dataset"]).loc[("topmass", "gaussian"), "params"]
+        == "top=2"
+    )
+
+
+def test_a_row_scored_with_other_values_is_rescored(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A default that changed between releases: the row says energy ran with T = 3, today's
+    default is T = 1, so resuming recomputes it instead of keeping the old number."""
+    path = run / "metrics.csv"
+    table = pd.read_csv(path, keep_default_na=False, dtype={"weights_hash": str})
+    energy = table["detector"] == "energy"
+    auroc = table.loc[energy, "auroc"].tolist()
+    table.loc[energy, "params"] = "temperature=3"
+    table.loc[energy, "auroc"] = -1.0
+    table.to_csv(path, index=False)
+    argv = ["score", str(run), "-d", "energy", "--ood", "gaussian", "--ood", "mnist-5k", *SCORE]
+    assert main(argv) == 0
+    new = pd.read_csv(path, keep_default_na=False)
+    energy = new["detector"] == "energy"
+    assert (new.loc[energy, "params"] == "temperature=1").all()
+    assert new.loc[energy, "auroc"].tolist() == auroc
+    saved = read_metadata(run / "scores" / "energy" / "gaussian.safetensors")
+    assert saved["detector"] == "energy" and saved["params"] == "temperature=1"
+
+
+def test_rows_of_010_without_params_still_read_and_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """0.1.0 wrote no params column; its rows count as scored with today's defaults (the same
+    as 0.1.0's), so resuming keeps them and fills the column in."""
+    import shutil
+
+    fixture = Path(__file__).parent / "fixtures" / "v010"
+    run = Path(shutil.copytree(fixture, tmp_path / "v010"))
+    assert "params" not in pd.read_csv(run / "metrics.csv").columns
+    argv = ["score", str(run), "-d", "knn", "-d", "msp", "--ood", "gaussian", "--protocol", "paper"]
+    assert main([*argv, *SCORE]) == 0
+    assert "already in metrics.csv" in capsys.readouterr().err  # nothing was recomputed
+
+
+def test_the_docs_table_lists_every_declared_hyperparameter() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    for name, cls in detectors.DETECTORS.items():
+        for key, p in cls.params().items():
+            grid = ", ".join(fmt(g) for g in p.grid) or "-"
+            cells = [f"`{name}.{key}`", p.type.__name__, fmt(p.default), f"`{p.range_text()}`"]
+            row = "| " + " | ".join([*cells, grid, p.help]) + " |"
+            assert row in text, row

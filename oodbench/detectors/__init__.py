@@ -7,6 +7,8 @@ docs/detectors.md, "Add your own detector").
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,10 +26,16 @@ from oodbench.detectors.base import (
 from oodbench.detectors.params import Param, fmt
 from oodbench.errors import UserError
 
-# Import order = listing order: logit, feature, then gradient detectors.
+# Import order = listing order: logit, feature, then gradient detectors, then any other module
+# of this package (a new detector can be one class in one new file, registered on import).
 # isort: off
 from oodbench.detectors import logits, features, gradients  # noqa: F401, E402
 # isort: on
+
+_OWN = {"base", "params", "logits", "features", "gradients"}
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _module not in _OWN and not _module.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["DETECTORS", "NEEDS", "Detector", "NotFittedError", "Param", "build", "create",
            "detectors_table", "names", "register"]  # fmt: skip

@@ -116,7 +116,7 @@ class KNN(Detector):
     name = "knn"
     needs = ("features",)
     paper = "Sun et al., ICML 2022"
-    k = Param(50, low=1, help="neighbour rank")
+    k = Param(50, low=1, help="rank of the neighbour whose distance is the score")
 
     def fit(self, train: Outputs) -> Detector:
         if self.k > len(train):
@@ -191,7 +191,7 @@ class _HeadEnergy(Detector):
     """Energy (T = 1) of logits recomputed from the head W, b (captured at fit)."""
 
     needs = ("features", "head")
-    percentile = Param(90.0, low=0, high=100, high_open=True, help="p")
+    percentile: Param[float]  # each subclass declares its own, with its meaning
 
     def fit(self, train: Outputs) -> Detector:
         self.weight, self.bias = (as_float(t) for t in train.head())
@@ -208,6 +208,13 @@ class ReAct(_HeadEnergy):
 
     name = "react"
     paper = "Sun, Guo & Li, NeurIPS 2021"
+    percentile = Param(
+        90.0,
+        low=0,
+        high=100,
+        high_open=True,
+        help="p, clip at the p-th percentile of training activations",
+    )
 
     def fit(self, train: Outputs) -> Detector:
         flat = train.features.float().reshape(-1).numpy()
@@ -227,8 +234,14 @@ class ASH(_HeadEnergy):
     name = "ash"
     paper = "Djurisic et al., ICLR 2023"
     # grid: OpenOOD's configs/postprocessors/ash.yml postprocessor_sweep (commit 07890f6f)
-    percentile = Param(90.0, low=0, high=100, high_open=True, help="p",
-                       grid=(65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0))  # fmt: skip
+    percentile = Param(
+        90.0,
+        low=0,
+        high=100,
+        high_open=True,
+        help="p, keep the top (100 - p)%",
+        grid=(65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0),
+    )
 
     def score(self, outputs: Outputs) -> torch.Tensor:
         h = as_float(outputs.features)
@@ -249,6 +262,13 @@ class DICE(_HeadEnergy):
 
     name = "dice"
     paper = "Sun & Li, ECCV 2022"
+    percentile = Param(
+        90.0,
+        low=0,
+        high=100,
+        high_open=True,
+        help="p, zero the weights below the p-th percentile of contributions",
+    )
 
     def fit(self, train: Outputs) -> Detector:
         super().fit(train)

@@ -27,7 +27,7 @@ class ODIN(Detector):
     name = "odin"
     needs = ("model",)
     paper = "Liang, Li & Srikant, ICLR 2018"
-    temperature = Param(1000.0, low=0, low_open=True, help="T")
+    temperature = Param(1000.0, low=0, low_open=True, help="T, softmax temperature")
     epsilon = Param(0.0014, low=0, help="input step in [0, 1] pixel units")
 
     def score(self, outputs: Outputs) -> torch.Tensor:
@@ -74,7 +74,7 @@ class GradNorm(Detector):
     name = "gradnorm"
     needs = ("logits", "features")
     paper = "Huang, Geng & Li, NeurIPS 2021"
-    temperature = Param(1.0, low=0, low_open=True, help="T")
+    temperature = Param(1.0, low=0, low_open=True, help="T, softmax temperature")
     include_bias = Param(False, help="add the bias gradient's norm")
 
     def score(self, outputs: Outputs) -> torch.Tensor:

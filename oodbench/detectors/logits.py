@@ -40,8 +40,9 @@ class Energy(Detector):
 
     name = "energy"
     paper = "Liu et al., NeurIPS 2020"
-    temperature = Param(1.0, low=0, low_open=True, grid=(1.0, 10.0, 100.0, 1000.0),
-                        help="T")  # fmt: skip  # grid: OpenOOD
+    temperature = Param(
+        1.0, low=0, low_open=True, grid=(1.0, 10.0, 100.0, 1000.0), help="T in T logsumexp(f / T)"
+    )  # grid: OpenOOD
 
     def score(self, outputs: Outputs) -> torch.Tensor:
         return energy(as_float(outputs.logits), self.temperature)
@@ -68,10 +69,16 @@ class GEN(Detector):
 
     name = "gen"
     paper = "Liu, Lochman & Zach, CVPR 2023"
-    gamma = Param(0.1, low=0, low_open=True, grid=(0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0),
-                  help="exponent")  # fmt: skip  # grid: OpenOOD
-    m = Param(100, low=1, grid=(10, 50, 100, 200, 500, 1000),
-              help="top classes (capped at K)")  # fmt: skip  # grid: OpenOOD
+    gamma = Param(
+        0.1,
+        low=0,
+        low_open=True,
+        grid=(0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0),
+        help="γ, the exponent",
+    )  # grid: OpenOOD
+    m = Param(
+        100, low=1, grid=(10, 50, 100, 200, 500, 1000), help="M, classes summed (capped at K)"
+    )  # grid: OpenOOD
 
     def score(self, outputs: Outputs) -> torch.Tensor:
         p = as_float(outputs.logits).softmax(dim=1)
