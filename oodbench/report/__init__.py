@@ -1,7 +1,9 @@
 """``oodbench report``: tables (rich / markdown / csv / json) and plots from scored run dirs.
 
-Reads only run directories (metrics.csv, summary.json, history.csv, scores/, cache/), so a
-report can be made anywhere the run folders are copied to.
+Reads only run directories (metrics.csv, summary.json, history.csv, scores/, cache/, through
+oodbench.runs), so a report can be made anywhere the run folders are copied to. ``load`` reads
+runs, ``tables`` aggregates, ``build`` assembles a ``spec.Report``, ``formats`` and ``plots``
+render it.
 """
 
 from __future__ import annotations

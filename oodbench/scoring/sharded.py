@@ -5,8 +5,10 @@ shards (gloo or NCCL) and is the only one that writes the cache. Shards start on
 boundaries, so every batch has the same images and size as in a single-process pass and the
 gathered outputs are bitwise those of one process (tests/test_dist_extract.py).
 
-Scoring itself (detectors, metrics, files) then runs on rank 0 from the warm cache; the
-network-rerunning detectors (odin, gradnorm) are not sharded.
+``prefetch`` fills the cache this way, through ``extract.cached_outputs`` on rank 0; scoring
+itself (detectors, metrics, files) then runs on rank 0 from the warm cache, driven by
+``scoring.run``, which this module never imports. The network-rerunning detectors (odin,
+gradnorm) are not sharded.
 """
 
 from __future__ import annotations

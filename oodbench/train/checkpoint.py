@@ -1,4 +1,5 @@
-"""Run-directory files: config.json, model.safetensors, train_state.pt, history.csv.
+"""The training files of a run dir: config.json, model.safetensors, train_state.pt, history.csv
+(their names belong to oodbench.runs).
 
 Weights are read only from safetensors. ``train_state.pt`` is read only with
 ``torch.load(weights_only=True)``, so a crafted pickle cannot run code. It is the single commit
