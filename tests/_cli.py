@@ -14,3 +14,5 @@ SCORE = ["--device", "cpu", "-q"]
 OOD = ("gaussian", "mnist-5k")  # the OOD sets the shared run is scored on
 DETECTORS = ("msp", "energy")  # the detectors the shared run is scored with
 TINY = ["--epochs", "1", *TRAIN]  # the shared run's recipe: a complete, valid `train` tail
+BENCH = ["--epochs", "1", "--subset", str(SUBSET), "--val-size", str(VAL_SIZE), "--device", "cpu",
+         "-q"]  # fmt: skip

@@ -8,18 +8,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _cli import BENCH
 
 from oodbench.cli import main
 from oodbench.config import OFFLINE_TAU
-
-TINY = ["--epochs", "1", "--subset", "256", "--val-size", "256", "--device", "cpu", "--quiet"]
 
 
 def test_offline_bench_reports_then_resumes_only_what_is_missing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "bench"
-    assert main(["bench", "--out", str(out), "-d", "msp", "--ood", "gaussian", *TINY]) == 0
+    assert main(["bench", "--out", str(out), "-d", "msp", "--ood", "gaussian", *BENCH]) == 0
     headline = capsys.readouterr().out
     assert "MSP FPR95" in headline and "LogitNorm" in headline
     report = (out / "report.md").read_text()
@@ -28,7 +27,7 @@ def test_offline_bench_reports_then_resumes_only_what_is_missing(
     weights = (out / "ce" / "model.safetensors").read_bytes()
 
     # A second bench with the same --out must be told to --resume.
-    argv = ["bench", "--out", str(out), "-d", "msp", "-d", "energy", "--ood", "gaussian", *TINY]
+    argv = ["bench", "--out", str(out), "-d", "msp", "-d", "energy", "--ood", "gaussian", *BENCH]
     assert main(argv) == 2
     assert "--resume" in capsys.readouterr().err
 

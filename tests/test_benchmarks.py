@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from oodbench import detectors
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = os.environ | {"PYTHON": sys.executable}
+TINY_IMAGES = 512  # benchmarks/gpu_check.py --tiny trains on 512 images
 
 
 def _module(name: str):  # noqa: ANN202 - a script loaded as a module
@@ -51,9 +54,10 @@ def test_gpu_check_tiny_on_cpu() -> None:
     ratio = re.search(r"ratio oodbench / textbook: ([\d.]+)x", out)
     rows = re.search(r"warm cache: [\d.]+ s \((\d+) rows\)", out)
     assert ours and book and ratio and rows, out
-    assert float(ours[1]) > 0 and float(book[1]) > 0
-    assert float(ratio[1]) == pytest.approx(float(ours[1]) / float(book[1]), rel=0.02)
-    assert int(rows[1]) >= 13  # every registered detector scored the noise set
+    img_s, s_epoch = float(ours[1]), float(ours[2])  # printed to 1 img/s and 0.01 s
+    assert abs(img_s * s_epoch - TINY_IMAGES) <= 0.005 * img_s + s_epoch, out  # one epoch's images
+    assert float(ratio[1]) == pytest.approx(img_s / float(book[1]), rel=0.02)
+    assert int(rows[1]) == len(detectors.names())  # --detector all: one row per detector
 
 
 @pytest.mark.slow  # trains 4 tiny runs and scores one: ~40 s
@@ -67,13 +71,23 @@ def test_scaling_tiny() -> None:
 @pytest.mark.slow  # two 512-image epochs (ours, then PIL + DataLoader)
 def test_train_throughput_subset() -> None:
     out = _run([sys.executable, "benchmarks/train_throughput.py", "--subset", "512"])
+    ours = re.search(r"oodbench loop .*: +(\d+) img/s", out)
+    book = re.search(r"textbook loop .*: +(\d+) img/s", out)
     speedup = re.search(r"speedup: ([\d.]+)x", out)
-    assert speedup and float(speedup[1]) > 0, out
+    assert ours and book and speedup and "512 training images" in out, out
+    assert float(speedup[1]) == pytest.approx(int(ours[1]) / int(book[1]), rel=0.02)
 
 
 @pytest.mark.slow  # trains a 512-image run, then extracts 25k images twice
 def test_score_throughput_default() -> None:
     out = _run([sys.executable, "benchmarks/score_throughput.py", "--ood", "gaussian"])
+    count = re.search(r"^detectors: (\d+) \(", out, re.M)
     cold = re.search(r"one extraction pass \(cold cache, msp only\): ([\d.]+) s", out)
     warm = re.search(r"warm cache:\s+([\d.]+) s", out)
-    assert cold and warm and float(cold[1]) > 0 and float(warm[1]) > 0, out
+    each = re.search(r"one forward pass per detector \(estimate (\d+) x cold\): ([\d.]+) s", out)
+    speedup = re.search(r"speed-up of the cache over one pass per detector: ([\d.]+)x", out)
+    assert count and cold and warm and each and speedup, out
+    n = len(detectors.names(include_model=False))  # the detectors that can use the cache
+    assert int(count[1]) == int(each[1]) == n
+    assert float(each[2]) == pytest.approx(n * float(cold[1]), abs=0.05 * n + 0.05)
+    assert float(speedup[1]) > 1, out  # the cache beats one forward pass per detector
