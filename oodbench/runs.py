@@ -253,7 +253,7 @@ def read_metrics(path: Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame(columns=COLUMNS)
     try:
-        table = pd.read_csv(path, dtype={"weights_hash": str})  # hex must stay text
+        table = pd.read_csv(path, dtype={"weights_hash": str, "params": str})  # text, never numbers
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UserError(
             f"{path} is not a readable CSV ({exc}); move it away and re-run 'oodbench score'"
