@@ -241,7 +241,7 @@ def cached_outputs(
     like: ImageSet | None = None,
     progress: Progress | None = None,
     *,
-    compute: Callable[[], Outputs] | None = None,
+    compute: Callable[[], Outputs | None] | None = None,
     on_lookup: Callable[[bool], None] | None = None,
 ) -> tuple[Outputs, bool]:
     """Outputs for ``data`` from ``cache_dir/<key>.safetensors`` or one forward pass.
@@ -262,5 +262,6 @@ def cached_outputs(
             out = extract(model, data, mean, std, batch_size, like, progress)
         else:
             out = compute()
+            assert out is not None  # the caller's compute returns the outputs here
         write_outputs(path, out, {k: v for k, v in expected.items() if k != "format"})
     return out, False

@@ -14,7 +14,6 @@ gradnorm) are not sharded.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -24,15 +23,8 @@ from oodbench.data.imageset import ImageSet
 from oodbench.detectors import Detector
 from oodbench.parallel import Dist, broadcast
 from oodbench.runs import RunDir, done_keys
+from oodbench.scoring import inputs
 from oodbench.scoring.extract import Outputs, Progress, cached_outputs, extract, linear_head
-from oodbench.scoring.inputs import (
-    id_splits,
-    load_dataset,
-    ood_names,
-    progress_bar,
-    resolve_run_dir,
-    tracker,
-)
 
 
 def world_size() -> int:
@@ -106,37 +98,6 @@ def extract_sharded(
     return Outputs(all_logits, all_features, data.labels.clone(), weight, bias)
 
 
-def cached_outputs_sharded(
-    ctx: Dist,
-    cache_dir: Path,
-    key: str,
-    model: torch.nn.Module,
-    data: ImageSet,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    model_hash: str,
-    batch_size: int = 512,
-    like: ImageSet | None = None,
-    progress: Progress | None = None,
-) -> None:
-    """``extract.cached_outputs`` across ranks: rank 0 runs it, deciding hit or miss under the
-    cache lock and telling the others; on a miss every rank joins the sharded pass and rank 0
-    writes the file. Only rank 0 ever takes the lock, so the others just wait in the collective.
-    """
-
-    def sharded() -> Outputs:
-        out = extract_sharded(ctx, model, data, mean, std, batch_size, like, progress)
-        assert out is not None  # rank 0
-        return out
-
-    if ctx.main:
-        cached_outputs(cache_dir, key, model, data, mean, std, model_hash, batch_size, like,
-                       compute=sharded, on_lookup=lambda hit: broadcast(ctx, hit))  # fmt: skip
-    elif not broadcast(ctx, None):
-        extract_sharded(ctx, model, data, mean, std, batch_size, like, progress)
-    dist.barrier()  # the file exists for every rank from here on
-
-
 def prefetch(cfg: ScoreConfig, ctx: Dist, detectors: list[Detector], quiet: bool = False) -> RunDir:
     """Fill the run's cache for everything the scoring will read (ID test and validation, the
     fit split when a pending detector is fitted, each OOD set with pending rows), every rank
@@ -145,31 +106,44 @@ def prefetch(cfg: ScoreConfig, ctx: Dist, detectors: list[Detector], quiet: bool
     from oodbench.train.checkpoint import load_run
 
     # Every rank validates the run dir (so a bad one fails everywhere), rank 0's choice wins.
-    run = RunDir(broadcast(ctx, str(resolve_run_dir(cfg).path)))
+    run = RunDir(broadcast(ctx, str(inputs.resolve_run_dir(cfg).path)))
     model, tc, info = load_run(run.path, ctx.device)
     mean, std = tuple(info["mean"]), tuple(info["std"])
     model_hash = info.get("weights_sha256") or weights_hash(model)
-    with progress_bar(quiet or not ctx.main) as bar:
+    with inputs.progress_bar(quiet or not ctx.main) as bar:
 
         def fetch(key: str, data: ImageSet, like: ImageSet | None = None) -> None:
-            advance = tracker(bar, f"extract {key} (rank {ctx.rank})", len(data))
-            cached_outputs_sharded(ctx, run.cache, key, model, data, mean, std,
-                                   model_hash, cfg.batch_size, like, advance)  # fmt: skip
+            """``extract.cached_outputs`` across ranks: rank 0 runs it, deciding hit or miss
+            under the cache lock and telling the others; on a miss every rank joins the sharded
+            pass and rank 0 writes the file. Only rank 0 ever takes the lock: the others wait
+            in the collective."""
+            advance = inputs.tracker(bar, f"extract {key} (rank {ctx.rank})", len(data))
 
-        id_set = load_dataset(cfg, tc, tc.dataset, "test")
+            def sharded() -> Outputs | None:  # the Outputs on rank 0, None elsewhere
+                return extract_sharded(ctx, model, data, mean, std, cfg.batch_size, like, advance)
+
+            if ctx.main:
+                cached_outputs(run.cache, key, model, data, mean, std, model_hash,
+                               compute=sharded, on_lookup=lambda hit: broadcast(ctx, hit),
+                               like=like)  # fmt: skip
+            elif not broadcast(ctx, None):
+                sharded()
+            dist.barrier()  # the file exists for every rank from here on
+
+        id_set = inputs.load_dataset(cfg, tc, tc.dataset, "test")
         fetch(f"{tc.dataset}-test", id_set)
-        fit, val = id_splits(cfg, tc)
+        fit, val = inputs.id_splits(cfg, tc)
         if val is not None:
             fetch(f"{tc.dataset}-val", val)
         # Rows scored with other weights do not count: rank 0 drops them before scoring.
         done = set() if cfg.overwrite else done_keys(run.metrics, model_hash)
         pending = {
             ood: [d for d in detectors if (d.label, ood, cfg.protocol, cfg.convention) not in done]
-            for ood in ood_names(cfg, tc.dataset)
+            for ood in inputs.ood_names(cfg, tc.dataset)
         }
         if any(d.needs_fit for dets in pending.values() for d in dets):
             fetch(f"{tc.dataset}-train", fit)
         geometry = (id_set.channels, *id_set.size)
         for ood in [name for name, dets in pending.items() if dets]:
-            fetch(f"{ood}-test", load_dataset(cfg, tc, ood, "test", geometry), id_set)
+            fetch(f"{ood}-test", inputs.load_dataset(cfg, tc, ood, "test", geometry), id_set)
     return run
