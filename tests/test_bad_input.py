@@ -178,11 +178,6 @@ def test_train_resume_with_no_run_or_with_overwrite(
     assert not (tmp_path / "r").exists()
 
 
-def test_tau_nan_in_a_new_process(tmp_path: Path) -> None:
-    check(["train", "--runs-dir", str(tmp_path), "--loss", "logitnorm", "--tau", "nan"],
-          "--tau", "nan", watch=(tmp_path,))  # fmt: skip
-
-
 @pytest.mark.parametrize(
     ("argv", "needles"),
     [
