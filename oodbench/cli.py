@@ -14,7 +14,7 @@ import click
 import typer
 
 from oodbench import __version__
-from oodbench.errors import UserError
+from oodbench.errors import FAULT_ERRNOS, FAULT_EXIT, EnvironmentFault, UserError, fault_from
 
 app = typer.Typer(
     name="oodbench",
@@ -383,8 +383,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        # A path that is a file where a folder is needed, no permission, a full disk, no
-        # network: the environment, not a bug, so one line instead of a traceback.
+        # A full disk, a quota, a read-only or unwritable place: the machine, exit 3 (see
+        # docs/reliability.md). A path that is a file where a folder is needed, no network:
+        # bad input, exit 2. Either way one line instead of a traceback.
+        fault = fault_from(exc, action="use") if exc.errno in FAULT_ERRNOS else None
+        if isinstance(exc, EnvironmentFault) or fault is not None:
+            print(f"error: {fault or exc}", file=sys.stderr)
+            return FAULT_EXIT
         print(f"error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort) as exc:
