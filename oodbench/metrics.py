@@ -10,11 +10,15 @@ which class counts as positive for FPR at a fixed TPR:
 
 AUROC does not depend on the convention; AUPR-In (ID positive) and AUPR-Out (OOD positive) are
 both always reported.
+
+``bootstrap_intervals`` gives each of the four a 95% percentile interval from stratified
+resamples of the ID and OOD scores; ``paired_interval`` a t-interval over seeds for a difference.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -26,6 +30,11 @@ from oodbench.config import POSITIVES, check_choice
 from oodbench.errors import UserError
 
 ArrayLike = Any  # numpy array, torch tensor or sequence
+T_RANGE = (0.01, 100.0)  # fit_temperature's search range
+
+
+class TemperatureAtBound(UserWarning):
+    """fit_temperature stopped at an end of its search range: the fitted T is not a minimum."""
 
 
 def to_numpy(values: ArrayLike, dtype: Any = np.float64) -> np.ndarray:
@@ -142,15 +151,136 @@ def fit_temperature(logits: ArrayLike, labels: ArrayLike) -> float:
     """Temperature minimising the NLL on held-out ID validation logits (Guo et al., 2017).
 
     Fit it on the run's validation split, never on the test split. The search is over
-    log T in [log 0.01, log 100], so T stays positive and the 1-D problem is solved exactly.
+    log T in [log 0.01, log 100] (``T_RANGE``), so T stays positive and the 1-D problem is
+    solved exactly. An optimum at an end of the range is not clipped silently: it warns with
+    ``TemperatureAtBound`` (``score`` records the message in summary.json).
     """
     z, y = to_numpy(logits), to_numpy(labels, np.int64)
     if z.ndim != 2 or z.shape[0] == 0:
         raise UserError("fit_temperature needs a non-empty N x K logit matrix (validation split)")
+    lo, hi = math.log(T_RANGE[0]), math.log(T_RANGE[1])
     res = minimize_scalar(
         lambda log_t: nll(z, y, math.exp(log_t)),
-        bounds=(math.log(0.01), math.log(100.0)),
+        bounds=(lo, hi),
         method="bounded",
         options={"xatol": 1e-6},
     )
-    return float(math.exp(res.x))
+    t = float(math.exp(res.x))
+    if min(res.x - lo, hi - res.x) < 1e-3:  # the optimum lies at or beyond the range's end
+        warnings.warn(
+            f"temperature T = {t:.4g} is at the end of the search range [{T_RANGE[0]:g}, "
+            f"{T_RANGE[1]:g}]: the NLL-optimal T lies at or outside it, so T and ECE after "
+            "scaling are not at their optimum (the validation split may be tiny or the "
+            "model degenerate)",
+            TemperatureAtBound,
+            stacklevel=2,
+        )
+    return t
+
+
+# ---------------------------------------------------------------- bootstrap intervals
+
+N_BOOT = 1000  # resamples per metrics row
+LEVEL = 0.95  # two-sided percentile interval
+_CHUNK = 4_000_000  # resamples x distinct scores per batch: bounds memory to ~100 MB
+
+
+def row_seed(*key: object) -> int:
+    """A stable 63-bit seed from a metrics row's KEY (same key, same resamples, any machine)."""
+    import hashlib
+
+    text = "|".join(str(k) for k in key).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") >> 1
+
+
+def _on_grid(s_id: np.ndarray, s_ood: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Map both score sets onto the sorted distinct values of their union (ties share a slot)."""
+    grid, inverse = np.unique(np.concatenate([s_id, s_ood]), return_inverse=True)
+    return inverse[: s_id.size], inverse[s_id.size :], grid.size
+
+
+def _resampled_counts(slots: np.ndarray, size: int, n: int, u: int, rng: np.random.Generator
+                      ) -> np.ndarray:  # fmt: skip
+    """``n`` resamples with replacement of ``size`` items each, as per-slot counts (n x u)."""
+    picks = slots[rng.integers(0, slots.size, size=(n, size))]
+    flat = (picks + (np.arange(n) * u)[:, None]).ravel()
+    return np.bincount(flat, minlength=n * u).reshape(n, u).astype(np.float64)
+
+
+def _curve_metrics(h_id: np.ndarray, h_ood: np.ndarray, positive: str, tpr: float) -> np.ndarray:
+    """fpr95, auroc, aupr_in, aupr_out (4 x n) from per-slot counts (n x u, slots ascending),
+    by the same definitions as the scikit-learn functions above (ties: one point per value).
+    In-place arithmetic and einsum keep the passes over the n x u arrays few."""
+    n_id, n_ood = h_id.sum(1), h_ood.sum(1)
+    below_ood = np.cumsum(h_ood, axis=1)  # OOD with score <= slot
+    below_id = np.cumsum(h_id, axis=1)  # ID with score <= slot
+    pairs = np.einsum("bu,bu->b", h_id, below_ood) - 0.5 * np.einsum("bu,bu->b", h_id, h_ood)
+    auroc = pairs / (n_id * n_ood)
+    up_id = n_id[:, None] - below_id + h_id  # ID with score >= slot (non-increasing)
+    up_ood = n_ood[:, None] - below_ood + h_ood  # OOD with score >= slot
+    rows = np.arange(h_id.shape[0])
+    if positive == "id":  # the strictest threshold (highest slot) keeping >= tpr of ID
+        last = np.count_nonzero(up_id >= tpr * n_id[:, None] - 1e-9, axis=1) - 1
+        fpr = up_ood[rows, last] / n_ood
+    else:  # OOD positive on negated scores: the lowest slot keeping >= tpr of OOD
+        first = np.count_nonzero(below_ood < tpr * n_ood[:, None] - 1e-9, axis=1)
+        fpr = below_id[rows, first] / n_id
+    # precision where a class has items at the slot; elsewhere the weight is 0 (denominator >= 1)
+    denom = np.maximum(up_id + up_ood, 1.0)
+    aupr_in = np.einsum("bu,bu->b", h_id, np.divide(up_id, denom, out=denom)) / n_id
+    denom = np.maximum(np.add(below_ood, below_id, out=up_ood), 1.0, out=up_ood)
+    aupr_out = np.einsum("bu,bu->b", h_ood, np.divide(below_ood, denom, out=denom)) / n_ood
+    return np.stack([fpr, auroc, aupr_in, aupr_out])
+
+
+def bootstrap_intervals(
+    id_scores: ArrayLike,
+    ood_scores: ArrayLike,
+    positive: str = "id",
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    ood_size: int | None = None,
+    level: float = LEVEL,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals (fractions) of fpr95, auroc, aupr_in and aupr_out.
+
+    ID and OOD scores are resampled independently with replacement (stratified: every resample
+    keeps the class sizes), ``ood_size`` OOD items per resample (default: all of them; the paper
+    protocol passes its subsample size). Vectorised: all resamples are per-slot counts on the
+    sorted distinct scores, so one resample costs a few cumulative sums instead of a sort.
+    """
+    check_choice("positive", positive, POSITIVES)
+    labels, _ = _labelled(id_scores, ood_scores)  # the same checks as the point metrics
+    s_id, s_ood = to_numpy(id_scores).ravel(), to_numpy(ood_scores).ravel()
+    id_slots, ood_slots, u = _on_grid(s_id, s_ood)
+    m = s_ood.size if ood_size is None else int(ood_size)
+    rng = np.random.default_rng(seed)
+    step = max(1, _CHUNK // max(u, s_id.size + m))
+    parts = []
+    for start in range(0, n_boot, step):
+        n = min(step, n_boot - start)
+        h_id = _resampled_counts(id_slots, s_id.size, n, u, rng)
+        h_ood = _resampled_counts(ood_slots, m, n, u, rng)
+        parts.append(_curve_metrics(h_id, h_ood, positive, 0.95))
+    draws = np.concatenate(parts, axis=1)
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(draws, [tail, 100 - tail], axis=1)
+    names = ("fpr95", "auroc", "aupr_in", "aupr_out")
+    return {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(names)}
+
+
+def paired_interval(diffs: ArrayLike, level: float = LEVEL) -> tuple[float, float] | None:
+    """Student-t interval of the mean of per-seed paired differences (None with one seed).
+
+    A t-interval, not a bootstrap over seeds: with the 2-5 seeds a study affords, a bootstrap
+    has only a handful of distinct resamples and its percentile interval is far too narrow,
+    while the t-interval is exact when the seed-to-seed differences are normal."""
+    from scipy.stats import t as student_t
+
+    d = to_numpy(diffs).ravel()
+    d = d[np.isfinite(d)]
+    if d.size < 2:
+        return None
+    half = float(student_t.ppf(0.5 + level / 2, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
+    return float(d.mean() - half), float(d.mean() + half)
