@@ -9,17 +9,23 @@ from oodbench.data.adapt import adapt
 from oodbench.data.imageset import ImageSet
 from oodbench.data.registry import DATASETS, DatasetSpec, LoadRequest
 
-__all__ = ["DATASETS", "OFFLINE_OOD", "DatasetSpec", "ImageSet", "LoadRequest", "adapt", "load"]
+__all__ = ["DATASETS", "OFFLINE_OOD", "OFFLINE_VAL", "VAL_GROUPS", "DatasetSpec", "ImageSet",
+           "LoadRequest", "adapt", "load", "ood_role"]  # fmt: skip
 
-# The OOD sets every machine with `make data` has: the benchmark that runs offline.
-OFFLINE_OOD = (
-    "mnist-5k",
-    "notmnist-fonts",
-    "world-scripts",
-    "textures-openarena",
-    "gaussian",
-    "uniform",
-)
+# The OOD sets every machine with `make data` has: the benchmark that runs offline. These are
+# the test sets; the validation sets below share no source with them (data/holdout.py).
+OFFLINE_OOD = ("mnist-5k", "notmnist-fonts", "world-scripts", "textures-openarena")
+NOISE_VAL = ("gaussian", "uniform")
+REAL_VAL = ("notmnist-fonts-val", "world-scripts-val", "textures-openarena-val")
+OFFLINE_VAL = NOISE_VAL + REAL_VAL
+# --val-ood shorthands: the paper's noise, held-out real images, or both.
+VAL_GROUPS: dict[str, tuple[str, ...]] = {"noise": NOISE_VAL, "real": REAL_VAL,
+                                          "noise+real": OFFLINE_VAL}  # fmt: skip
+
+
+def ood_role(name: str) -> str:
+    """ "validation" or "test": what a registered set is for in a benchmark."""
+    return DATASETS.get(name).ood_role
 
 
 def load(

@@ -9,6 +9,7 @@ load or to verify is rebuilt, never trusted.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -115,7 +116,12 @@ def cached(name: str, split: str, identity: Any, build: Callable[[], ImageSet]) 
     hit = read_entry(path)
     if hit is not None:
         return hit
-    with file_lock(path):
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(file_lock(path))
+        except OSError as exc:  # a read-only, full or foreign cache: the data, uncached
+            _cannot_cache(exc)
+            return build()
         # Another process may have written the entry while we waited for the lock.
         hit = read_entry(path) if _stamp(path) not in (None, before) else None
         if hit is not None:
@@ -123,9 +129,14 @@ def cached(name: str, split: str, identity: Any, build: Callable[[], ImageSet]) 
         data = build()
         try:
             write_entry(path, data)
-        except OSError as exc:  # a read-only or full cache must not stop the benchmark
-            print(f"oodbench: cannot write cache {path} ({exc}); continuing", file=sys.stderr)
+        except OSError as exc:  # a full cache must not stop a benchmark: it only saves time
+            _cannot_cache(exc)
         return data
+
+
+def _cannot_cache(exc: OSError) -> None:
+    """One warning line (an EnvironmentFault names the file, the cause and OODBENCH_CACHE)."""
+    print(f"oodbench: warning: {exc}; continuing without the dataset cache", file=sys.stderr)
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

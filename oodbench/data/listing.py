@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.table import Table
+from rich.console import Group
+from rich.text import Text
 
+from oodbench.console import fitted_tables
 from oodbench.data import DATASETS
 from oodbench.data.registry import KINDS, DatasetSpec
 
@@ -17,27 +19,32 @@ def is_available(spec: DatasetSpec, root: Path | None) -> bool:
         return False
 
 
-def datasets_table(root: Path | str | None = None) -> Table:
-    """Columns: name, kind, geometry, classes, use, available, source; offline sets first."""
+def datasets_table(root: Path | str | None = None, width: int | None = None) -> Group:
+    """Two tables that each fit ``width`` (default: the terminal): what each set is (name, kind,
+    geometry, classes, use, here) and where it comes from (name, source). Offline sets first."""
     root = Path(root).expanduser() if root else None
-    table = Table(title="oodbench datasets" + (f" (--root {root})" if root else ""))
-    for column in ("name", "kind", "geometry", "classes", "use", "available", "source"):
-        # Names and flags stay whole; the long descriptive columns wrap.
-        short = column in ("name", "kind", "classes", "available")
-        table.add_column(column, no_wrap=short, overflow="fold", min_width=None if short else 9)
     specs = sorted(
         (spec for _, spec in DATASETS.items()),
         key=lambda s: (KINDS.index(s.kind), s.role != "id", s.name),
     )
+    facts, sources = [], []
     for spec in specs:
         here = is_available(spec, root)
-        table.add_row(
+        facts.append([
             spec.name,
             spec.kind,
             spec.geometry,
             str(spec.num_classes) if spec.num_classes else "-",
-            "ID or OOD" if spec.role == "id" else "OOD",
-            "[green]yes[/green]" if here else "[red]no[/red]",
-            spec.source,
-        )
-    return table
+            "ID, or OOD test" if spec.role == "id" else f"OOD {spec.ood_role}",
+            Text("yes", style="green") if here else Text("no", style="red"),
+        ])  # fmt: skip
+        sources.append([spec.name, spec.source])
+    title = "oodbench datasets" + (f" (--root {root})" if root else "")
+    columns = ["name", "kind", "geometry", "classes", "use", "here"]
+    note = "Also: folder:PATH, an image folder (PATH/train/<class>/, PATH/test/<class>/ for ID)."
+    return Group(
+        *fitted_tables(title, columns, facts, width, wrap=(2,), caption=note),
+        *fitted_tables(
+            "where each dataset comes from", ["name", "source"], sources, width, wrap=(1,)
+        ),  # fmt: skip
+    )

@@ -15,6 +15,9 @@ from oodbench.registry import Registry
 Found = TypeVar("Found")
 
 KINDS = ("offline", "download", "folder", "synthetic")
+# What an OOD set is for in a benchmark: a choice (tau, a hyperparameter, a headline's best
+# detector) reads "validation" sets only; averages and verdicts read "test" sets only.
+OOD_ROLES = ("test", "validation")
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,13 @@ class DatasetSpec:
     loader: Callable[[LoadRequest], ImageSet]
     available: Callable[[Path | None], bool]  # available on this machine now (given --root)
     role: str = "ood"  # "id" when it can be an ID training set (it also serves as OOD), else "ood"
+    ood_role: str = "test"  # one of OOD_ROLES: never both
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"dataset kind must be one of {KINDS}, got {self.kind!r}")
+        if self.ood_role not in OOD_ROLES:
+            raise ValueError(f"ood_role must be one of {OOD_ROLES}, got {self.ood_role!r}")
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -68,8 +74,9 @@ def register_found(
     identity: Callable[[Found], dict[str, Any]],
     build: Callable[[Found], ImageSet],
     available: Callable[[Path | None], bool] | None = None,
+    ood_role: str = "test",
 ) -> DatasetSpec:
-    """Register an offline, test-only set built from files found on this machine.
+    """Register an offline OOD set (one split, "test") built from files found on this machine.
 
     ``find(root)`` returns what to build from (falsy when absent: ``missing`` says how to get
     it); the build is cached under ``identity`` of what was found. ``available`` defaults to
@@ -93,5 +100,6 @@ def register_found(
             splits=("test",),
             loader=load,
             available=available or (lambda root: bool(find(root))),
+            ood_role=ood_role,
         )
     )

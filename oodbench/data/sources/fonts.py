@@ -5,6 +5,10 @@ Debian ``fonts-urw-base35``, ``fonts-bwht``, ``fonts-dejavu-core`` and matplotli
 fonts. Both cases are rendered (label = letter index 0-9). A font is dropped when it is corrupt,
 lacks one of the letters, renders two letters identically (a symbol or last-resort font) or
 duplicates a font already taken (same full name or the same rendered uppercase glyphs).
+
+``notmnist-fonts-val`` holds the fonts of the held-out design families (``data/holdout.py``),
+``notmnist-fonts`` the others. Duplicates are found over all fonts before the split, so a font
+and its duplicate never land on both sides.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from oodbench.data import holdout
 from oodbench.data.cache import file_identity
 from oodbench.data.imageset import ImageSet
 from oodbench.data.registry import register_found
 from oodbench.data.sources import glyphs
 from oodbench.data.sources.common import make_set
 
-NAME = "notmnist-fonts"
+NAME, VAL_NAME = "notmnist-fonts", "notmnist-fonts-val"
 UPPER, LOWER = "ABCDEFGHIJ", "abcdefghij"
 SYSTEM_FONT_DIRS = [
     Path("/usr/share/fonts/opentype/urw-base35"),
@@ -37,7 +42,8 @@ def font_dirs() -> list[Path]:
     return dirs
 
 
-def build(files: list[Path]) -> ImageSet:
+def build(files: list[Path], part: str = "test") -> ImageSet:
+    """The fonts of ``part`` ("test" or "validation"), deduplicated over every font."""
     images: list[np.ndarray] = []
     labels: list[int] = []
     kept: list[str] = []
@@ -48,11 +54,15 @@ def build(files: list[Path]) -> ImageSet:
         if reason:
             skipped[path.name] = reason
             continue
+        if holdout.part_of(holdout.font_group(path)) != part:
+            continue  # rendered all the same: its glyphs must count as seen on both sides
         kept.append(path.name)
         images += rendered
         labels += [i % 10 for i in range(len(rendered))]
-    meta = {"source": "installed fonts", "split": "test", "fonts": kept, "skipped": skipped}
-    return make_set(NAME, np.stack(images) if images else np.zeros((0, 28, 28)), labels, 10, meta)
+    meta = {"source": "installed fonts", "split": "test", "part": part, "fonts": kept,
+            "skipped": skipped}  # fmt: skip
+    name = NAME if part == "test" else VAL_NAME
+    return make_set(name, np.stack(images) if images else np.zeros((0, 28, 28)), labels, 10, meta)
 
 
 def _render_font(path: Path, seen: set[str]) -> tuple[str, list[np.ndarray]]:
@@ -74,16 +84,22 @@ def _render_font(path: Path, seen: set[str]) -> tuple[str, list[np.ndarray]]:
     return "", upper + (lower or [])
 
 
-register_found(
-    NAME,
-    geometry="1x28x28",
-    num_classes=10,
-    source="letters A-J rendered from fonts-urw-base35, fonts-bwht, fonts-dejavu-core, "
-    "matplotlib fonts",
-    find=lambda root: glyphs.font_files(font_dirs()),  # system fonts: --root is not searched
-    missing="notmnist-fonts found no fonts: run 'make data' "
-    "(apt-get install fonts-urw-base35 fonts-bwht fonts-dejavu-core)",
-    identity=lambda files: {"fonts": file_identity(files), "px": [glyphs.RENDER_PX, glyphs.BOX_PX]},
-    build=build,
-    available=lambda root: any(d.is_dir() for d in SYSTEM_FONT_DIRS),
-)
+for _name, _part in ((NAME, "test"), (VAL_NAME, "validation")):
+    register_found(
+        _name,
+        geometry="1x28x28",
+        num_classes=10,
+        source=f"letters A-J rendered from fonts-urw-base35, fonts-bwht, fonts-dejavu-core, "
+        f"matplotlib fonts; the {_part} font families (docs/datasets.md)",
+        find=lambda root: glyphs.font_files(font_dirs()),  # system fonts: --root is not searched
+        missing=f"{_name} found no fonts: run 'make data' "
+        "(apt-get install fonts-urw-base35 fonts-bwht fonts-dejavu-core)",
+        identity=lambda files, part=_part: {
+            "fonts": file_identity(files),
+            "px": [glyphs.RENDER_PX, glyphs.BOX_PX],
+            "part": [part, *holdout.RULE],
+        },
+        build=lambda files, part=_part: build(files, part),
+        available=lambda root: any(d.is_dir() for d in SYSTEM_FONT_DIRS),
+        ood_role=_part,
+    )

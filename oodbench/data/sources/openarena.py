@@ -4,6 +4,10 @@
 A stand-in for DTD that every machine can install. Each texture image gives up to
 ``CROPS_PER_IMAGE`` crops at seeded random positions; near-constant crops (std of the luma
 < 12 on the 0-255 scale) are dropped, then a seeded draw keeps at most ``MAX_CROPS``.
+
+``textures-openarena-val`` holds the textures of the held-out folders of the pk3
+(``data/holdout.py``), ``textures-openarena`` the others: no texture file, and no folder of
+variants of one texture, is on both sides.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from oodbench.data import holdout
 from oodbench.data.cache import file_identity
 from oodbench.data.imageset import ImageSet
 from oodbench.data.registry import register_found
 from oodbench.data.sources.common import make_set
 from oodbench.errors import UserError
 
-NAME = "textures-openarena"
+NAME, VAL_NAME = "textures-openarena", "textures-openarena-val"
 PK3 = Path("/usr/share/games/openarena/baseoa/pak4-textures.pk3")
 CROP, CROPS_PER_IMAGE, MAX_CROPS, MIN_STD, SEED = 32, 4, 5000, 12.0, 20_220_003
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -47,13 +52,19 @@ def crops_of(image: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
     return [c for c in crops if (c @ _LUMA).std() >= MIN_STD]
 
 
-def build(pk3: Path) -> ImageSet:
+def build(pk3: Path, part: str = "test") -> ImageSet:
+    """Crops of the textures of ``part`` ("test" or "validation")."""
     rng = np.random.default_rng(SEED)
     crops: list[np.ndarray] = []
     bad: list[str] = []
     try:
         with zipfile.ZipFile(pk3) as archive:
-            members = sorted(n for n in archive.namelist() if n.lower().endswith((".jpg", ".tga")))
+            members = sorted(
+                n
+                for n in archive.namelist()
+                if n.lower().endswith((".jpg", ".tga"))
+                and holdout.part_of(holdout.texture_group(n)) == part
+            )
             for member in members:
                 try:
                     with Image.open(io.BytesIO(archive.read(member))) as im:
@@ -71,24 +82,29 @@ def build(pk3: Path) -> ImageSet:
     meta = {
         "source": str(pk3),
         "split": "test",
+        "part": part,
         "seed": SEED,
         "images": len(members),
         "unreadable": bad,
     }
-    return make_set(NAME, stack, None, 0, meta)
+    return make_set(NAME if part == "test" else VAL_NAME, stack, None, 0, meta)
 
 
-register_found(
-    NAME,
-    geometry="3x32x32",
-    num_classes=0,
-    source="32x32 crops of Debian openarena-081-textures (pak4-textures.pk3), GPL-2",
-    find=lambda root: pk3 if (pk3 := pk3_path(root)).is_file() else None,
-    missing=f"{PK3} not found: run 'make data' (apt-get install openarena-081-textures)"
-    f" or put {PK3.name} under --root",
-    identity=lambda pk3: {
-        "pk3": file_identity([pk3]),
-        "recipe": [RECIPE, CROP, CROPS_PER_IMAGE, MAX_CROPS, MIN_STD, SEED],
-    },
-    build=build,
-)
+for _name, _part in ((NAME, "test"), (VAL_NAME, "validation")):
+    register_found(
+        _name,
+        geometry="3x32x32",
+        num_classes=0,
+        source=f"32x32 crops of the {_part} folders of Debian openarena-081-textures "
+        "(pak4-textures.pk3), GPL-2",
+        find=lambda root: pk3 if (pk3 := pk3_path(root)).is_file() else None,
+        missing=f"{PK3} not found: run 'make data' (apt-get install openarena-081-textures)"
+        f" or put {PK3.name} under --root",
+        identity=lambda pk3, part=_part: {
+            "pk3": file_identity([pk3]),
+            "recipe": [RECIPE, CROP, CROPS_PER_IMAGE, MAX_CROPS, MIN_STD, SEED],
+            "part": [part, *holdout.RULE],
+        },
+        build=lambda pk3, part=_part: build(pk3, part),
+        ood_role=_part,
+    )

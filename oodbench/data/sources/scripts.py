@@ -6,6 +6,9 @@ its letters (general category L*). Up to ``PER_SCRIPT`` letters, evenly spaced o
 script's code points, are rendered like notMNIST (scripts without letters, such as Braille,
 use their symbols). Label = index of the script in ``classes``.
 Scripts with fewer than ``MIN_PER_SCRIPT`` renderable letters are dropped.
+
+``world-scripts-val`` holds the held-out scripts (``data/holdout.py``: by ISO 15924 code),
+``world-scripts`` the others: no script, hence no letter, is on both sides.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from pathlib import Path
 import numpy as np
 from fontTools import unicodedata as ft_unicodedata
 
+from oodbench.data import holdout
 from oodbench.data.cache import file_identity
 from oodbench.data.imageset import ImageSet
 from oodbench.data.registry import register_found
 from oodbench.data.sources import glyphs
 from oodbench.data.sources.common import make_set
 
-NAME = "world-scripts"
+NAME, VAL_NAME = "world-scripts", "world-scripts-val"
 NOTO_DIR = Path("/usr/share/fonts/truetype/noto")
 PER_SCRIPT = 40
 MIN_PER_SCRIPT = 10
@@ -71,13 +75,14 @@ def pick(cps: list[int], n: int) -> list[int]:
     return [cps[int(i)] for i in np.linspace(0, len(cps) - 1, n).round()]
 
 
-def build(files: list[Path], only: list[str] | None = None) -> ImageSet:
+def build(files: list[Path], only: list[str] | None = None, part: str = "test") -> ImageSet:
+    """The scripts of ``part`` ("test" or "validation"), or of ``only`` among them."""
     best, skipped = letters_by_script(files)
     images: list[np.ndarray] = []
     labels: list[int] = []
     classes: list[str] = []
     for script in sorted(best):
-        if only is not None and script not in only:
+        if (only is not None and script not in only) or holdout.part_of(script) != part:
             continue
         path, cps = best[script]
         font = glyphs.load_font(path)
@@ -94,26 +99,31 @@ def build(files: list[Path], only: list[str] | None = None) -> ImageSet:
     meta = {
         "source": str(files[0].parent) if files else "",
         "split": "test",
+        "part": part,
         "classes": classes,
         "class_names": [ft_unicodedata.script_name(s) for s in classes],
         "fonts": {s: best[s][0].name for s in classes},
         "skipped": skipped,
     }
     stack = np.stack(images) if images else np.zeros((0, 28, 28))
-    return make_set(NAME, stack, labels, len(classes), meta)
+    return make_set(NAME if part == "test" else VAL_NAME, stack, labels, len(classes), meta)
 
 
-register_found(
-    NAME,
-    geometry="1x28x28",
-    num_classes=0,
-    source="letters of ~140 scripts rendered from fonts-noto-core (label = script)",
-    find=lambda root: regular_fonts(noto_dir(root)),
-    missing="world-scripts found no Noto fonts: run 'make data' (apt-get install fonts-noto-core)",
-    identity=lambda files: {
-        "fonts": file_identity(files),
-        "px": [glyphs.RENDER_PX, glyphs.BOX_PX],
-        "n": [PER_SCRIPT, MIN_PER_SCRIPT],
-    },
-    build=build,
-)
+for _name, _part in ((NAME, "test"), (VAL_NAME, "validation")):
+    register_found(
+        _name,
+        geometry="1x28x28",
+        num_classes=0,
+        source=f"letters of the {_part} scripts (~3/4 test, ~1/4 validation of ~140) rendered "
+        "from fonts-noto-core (label = script)",
+        find=lambda root: regular_fonts(noto_dir(root)),
+        missing=f"{_name} found no Noto fonts: run 'make data' (apt-get install fonts-noto-core)",
+        identity=lambda files, part=_part: {
+            "fonts": file_identity(files),
+            "px": [glyphs.RENDER_PX, glyphs.BOX_PX],
+            "n": [PER_SCRIPT, MIN_PER_SCRIPT],
+            "part": [part, *holdout.RULE],
+        },
+        build=lambda files, part=_part: build(files, part=part),
+        ood_role=_part,
+    )

@@ -3,6 +3,9 @@
 The recipe follows Hendrycks et al. (Outlier Exposure, ICLR 2019), also used by the Energy and
 LogitNorm code: Gaussian noise N(0, 0.5) clipped to [-1, 1] and uniform noise U(-1, 1) in
 [-1, 1] pixel units. In [0, 1] units that is N(0.5, 0.25) clipped to [0, 1], and U(0, 1).
+
+Both are validation sets (as Gaussian noise is in the LogitNorm paper): the defaults never
+average them into a test result. ``--ood gaussian`` still scores on them when asked.
 """
 
 from __future__ import annotations
@@ -65,5 +68,6 @@ for _name, _src in (
             splits=("test",),
             loader=_loader(_name),
             available=lambda root: True,
+            ood_role="validation",
         )
     )
