@@ -18,7 +18,7 @@ import pandas as pd
 
 from oodbench.config import BenchConfig, ScoreConfig, TrainConfig
 from oodbench.console import stderr
-from oodbench.errors import UserError
+from oodbench.errors import EnvironmentFault, UserError
 from oodbench.runs import RunDir, bench_files, ood_means
 from oodbench.train import losses
 
@@ -62,6 +62,14 @@ def _runs_for(cfg: BenchConfig, base: TrainConfig) -> list[tuple[str, TrainConfi
 
 def run_bench(cfg: BenchConfig, quiet: bool = False) -> Path:
     """Run (or resume) the whole bench; return the report path."""
+    try:
+        return _run_bench(cfg, quiet)
+    except EnvironmentFault as fault:  # a full disk hours in: say how to keep what is done
+        then = "finished stages are kept; then rerun the same bench with --resume"
+        raise fault.with_next(then) from fault
+
+
+def _run_bench(cfg: BenchConfig, quiet: bool) -> Path:
     stages = plan(cfg)
     _check_names(cfg)
     _check_out(cfg, stages)

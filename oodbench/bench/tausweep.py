@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from oodbench.config import BenchConfig, loss_params_of
+from oodbench.errors import UserError
 from oodbench.io import atomic_write_text
 from oodbench.runs import RunDir, bench_files, ood_means
 from oodbench.train import losses
@@ -28,7 +29,13 @@ def val_accuracy(run_dir: Path) -> float:
         return float(summary["val_accuracy"])
     from oodbench.scoring.extract import read_outputs
 
-    out = read_outputs(RunDir(run_dir).val_cache_files()[0])
+    cached = RunDir(run_dir).val_cache_files()  # runs scored before summary.json recorded it
+    if not cached:
+        raise UserError(
+            f"{run_dir} records no validation accuracy and its cache is gone; rescore it: "
+            f"'oodbench score {run_dir} --overwrite'"
+        )
+    out = read_outputs(cached[0])
     return float(100 * (out.logits.argmax(1) == out.labels).double().mean())
 
 

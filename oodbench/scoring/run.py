@@ -35,7 +35,14 @@ from oodbench.runs import (
     merge_metrics,
 )
 from oodbench.scoring import sharded
-from oodbench.scoring.extract import Outputs, batches, cached_outputs, read_metadata, weights_hash
+from oodbench.scoring.extract import (
+    Outputs,
+    batches,
+    cache_expectation,
+    cached_outputs,
+    read_metadata,
+    weights_hash,
+)
 from oodbench.scoring.inputs import (
     id_splits,
     load_dataset,
@@ -120,7 +127,7 @@ class Run:
                 self.model_hash, self.cfg.batch_size, like,
                 tracker(self.bar, f"extract {key}", len(data)),
             )  # fmt: skip
-            self.hashes[key] = read_metadata(self.dir.cache_file(key))["data_hash"]
+            self.hashes[key] = self._data_hash(key, data, like)
             if hit:
                 self.cache_hits.append(key)
             self._outputs[key] = out
@@ -128,6 +135,12 @@ class Run:
 
     def drop(self, key: str) -> None:
         self._outputs.pop(key, None)
+
+    def _data_hash(self, key: str, data: ImageSet, like: ImageSet | None) -> str:
+        try:
+            return read_metadata(self.dir.cache_file(key))["data_hash"]
+        except OSError:  # the cache was deleted since (by hand): hash the data again
+            return cache_expectation(data, self.mean, self.std, self.model_hash, like)["data_hash"]
 
 
 def load(cfg: ScoreConfig, bar: Progress) -> Run:
@@ -174,6 +187,7 @@ def write_summary(run: Run, id_out: Outputs) -> dict[str, Any]:
             temperature=t,
             ece_ts=100 * metrics.ece(metrics.softmax(id_out.logits, t), id_out.labels),
             n_val=len(val_out),
+            val_accuracy=100 * metrics.id_accuracy(val_out.logits, val_out.labels),
         )
     tc = run.train_cfg
     summary.update(loss=tc.loss, tau=tc.tau, model=tc.model, id_dataset=tc.dataset, seed=tc.seed)

@@ -21,7 +21,7 @@ import torch
 from oodbench import parallel as distributed
 from oodbench.config import TrainConfig
 from oodbench.data.augment import crop_flip, normalize
-from oodbench.errors import UserError
+from oodbench.errors import EnvironmentFault, UserError
 from oodbench.models import check_model_name
 from oodbench.train import checkpoint as ck
 from oodbench.train import losses
@@ -365,6 +365,9 @@ def _train(
                 stop = distributed.any_rank(ctx, loop.stop_requested)
                 if stop and e + 1 < cfg.epochs:
                     raise TrainingInterrupted(run_dir, resume_command(loop))
+    except EnvironmentFault as fault:  # a full disk: atomic writes kept the last checkpoint
+        then = f"the last checkpoint is kept; then: {resume_command(loop)}"
+        raise fault.with_next(then) from fault
     finally:
         signal.signal(signal.SIGINT, previous)
     return run_dir
