@@ -12,9 +12,10 @@ import pkgutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich.table import Table
+from rich.console import Group
 
 from oodbench.config import split_param
+from oodbench.console import fitted_tables
 from oodbench.detectors.base import (
     DETECTORS,
     NEEDS,
@@ -104,12 +105,9 @@ def param_lines(cls: type[Detector]) -> str:
     return "\n".join(lines) or "-"
 
 
-def detectors_table() -> Table:
-    table = Table(
-        title="Post-hoc OOD detectors (higher score = more in-distribution)", header_style="bold"
-    )
-    for col in ("name", "needs", "hyperparameters", "paper"):
-        table.add_column(col)
-    for name, cls in DETECTORS.items():
-        table.add_row(name, ", ".join(cls.needs), param_lines(cls), cls.paper)
-    return table
+def detectors_table(width: int | None = None) -> Group:
+    """Name, inputs, hyperparameters and paper of every detector, fitted to ``width``."""
+    rows = [[n, ", ".join(c.needs), param_lines(c), c.paper] for n, c in DETECTORS.items()]
+    title = "Post-hoc OOD detectors (higher score = more in-distribution)"
+    columns = ["name", "needs", "hyperparameters", "paper"]
+    return Group(*fitted_tables(title, columns, rows, width, wrap=(1, 2, 3)))

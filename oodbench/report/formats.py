@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rich.console import Console, Group
-from rich.table import Table
 from rich.text import Text
 
 from oodbench.errors import UserError
@@ -80,27 +79,25 @@ def _rich_cell(cell: Cell) -> Text:
     return Text(cell.text, style=style)
 
 
-def rich_table(spec: TableSpec, heading: bool = True) -> Table:
+def rich_table(spec: TableSpec, heading: bool = True, width: int | None = None) -> Group:
+    """The table as one or more rich tables, each fitting ``width`` (default: the terminal):
+    columns that do not fit go to a continuation table that repeats the row labels."""
+    from oodbench.console import fitted_tables
+
     caption = "\n".join(spec.notes) if spec.notes else None
-    table = Table(
-        title=spec.title if heading else None,
-        caption=caption,
-        header_style="bold",
-        caption_justify="left",
-    )
-    for i, col in enumerate(spec.columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
-    for row in spec.rows:
-        table.add_row(*(_rich_cell(c) for c in row))
-    return table
+    justify = ["left"] + ["right"] * (len(spec.columns) - 1)
+    rows = [[_rich_cell(c) for c in row] for row in spec.rows]
+    title = spec.title if heading else None
+    return Group(*fitted_tables(title, spec.columns, rows, width, caption=caption,
+                                justify=justify))  # fmt: skip
 
 
-def rich_renderable(report: Report) -> Group:
+def rich_renderable(report: Report, width: int | None = None) -> Group:
     parts: list[Any] = [Text("OOD detection report", style="bold underline")]
     parts += [Text(f"• {line}") for line in report.header]
     for section, specs in report.sections:
         parts.append(Text(f"\n{section}", style="bold cyan"))
-        parts += [rich_table(spec, heading=spec.title != section) for spec in specs]
+        parts += [rich_table(spec, spec.title != section, width) for spec in specs]
     if report.plots:
         parts.append(Text("\nPlots", style="bold cyan"))
         parts += [Text(f"{title}: {path}") for title, path in report.plots]
@@ -114,7 +111,7 @@ def to_plain_text(report: Report, width: int = 160) -> str:
     """The rich report without colour, for --out FILE."""
     buffer = io.StringIO()
     Console(file=buffer, width=width, color_system=None, soft_wrap=False).print(
-        rich_renderable(report)
+        rich_renderable(report, width)
     )
     return buffer.getvalue()
 
