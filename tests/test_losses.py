@@ -165,11 +165,18 @@ def test_010_make_loss_calls_still_work() -> None:
 
 
 def test_param_checks_type_and_range() -> None:
-    count = Param("n", 3, "a count", type=int, low=1, high=5)
-    assert count.check("4", "n") == 4 and isinstance(count.check(2.0, "n"), int)
+    count = Param(3, name="n", help="a count", type=int, low=1, high=5)
+    assert count.check("4", where="n") == 4 and isinstance(count.check(2.0, where="n"), int)
     for bad in (0, 6, 2.5, True, "x", float("nan")):
         with pytest.raises(UserError, match=re.escape("n must be a whole number in [1, 5]")):
-            count.check(bad, "n")
+            count.check(bad, where="n")
+
+
+def test_losses_and_detectors_share_one_param_class() -> None:
+    from oodbench.detectors.params import Param as DetectorParam
+    from oodbench.registry import Param as RegistryParam
+
+    assert Param is DetectorParam is RegistryParam
 
 
 # ------------------------------------------------------------------ "Add your own loss"

@@ -94,19 +94,23 @@ class Loop:
             x = x.contiguous(memory_format=torch.channels_last)
         y = self.data.labels[index]
         torch.manual_seed(derive_seed(self.cfg.seed, "step", epoch, s, self.ctx.rank))  # dropout
+        targets: Any = y
+        if self.loss.mixes_inputs:  # e.g. RegMixup: clean + mixed images, its own targets
+            seed = derive_seed(self.cfg.seed, "mix", epoch, s, self.ctx.rank)
+            x, targets = self.loss.mix_inputs(x, y, seed)
         features, head = None, None
         with self.autocast:
             logits = self.model(x)
         if self.loss.needs_features:
             (features, logits), fc = logits, self.net.get_classifier()
             head = (fc.weight, fc.bias)
-        loss = self.loss(logits, y, features=features, head=head)
+        loss = self.loss(logits, targets, features=features, head=head)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
         with torch.no_grad():
-            logits = logits.detach().float()
+            logits = logits.detach()[: len(y)].float()  # the clean batch when inputs were mixed
             sums += torch.stack(
                 [
                     loss.detach().float() * len(y),

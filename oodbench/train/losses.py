@@ -14,7 +14,6 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -22,56 +21,10 @@ from torch.nn import functional as F
 
 from oodbench.config import LEGACY_LOSS_PARAMS, TrainConfig
 from oodbench.errors import UserError
-from oodbench.registry import Registry
+from oodbench.registry import Param, Registry
 
 NORM_EPS = 1e-7  # the paper's epsilon in f / (tau * (||f|| + eps))
 Head = tuple[torch.Tensor, torch.Tensor | None]  # the classifier's weight (C x D) and bias (C)
-
-
-@dataclass(frozen=True)
-class Param:
-    """One loss hyperparameter. ``low``/``high`` bound it (``low_open``: the bound excluded);
-    ``symbol`` is how labels show it (``τ``), ``tag`` how run names do (``-t0.04``)."""
-
-    name: str
-    default: float
-    help: str
-    type: type = float  # float or int
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    symbol: str = ""
-    tag: str = ""
-
-    def range_text(self) -> str:
-        """``(0, inf)``, ``[0, 1]``: the allowed values, as error messages show them."""
-        lo = "-inf" if self.low is None else f"{self.low:g}"
-        hi = "inf" if self.high is None else f"{self.high:g}"
-        left = "(" if self.low is None or self.low_open else "["
-        return f"{left}{lo}, {hi}{')' if self.high is None else ']'}"
-
-    def check(self, value: Any, where: str) -> float:
-        """``value`` as this parameter's type, or a one-line UserError naming it and the range."""
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        kind = "whole number" if self.type is int else "finite number"
-        if not (self._is_number(value) and self._in_range(value)):
-            raise UserError(
-                f"{where} must be a {kind} in {self.range_text()}, got {value!r} ({self.help})"
-            )
-        return self.type(value)  # type: ignore[no-any-return]
-
-    def _is_number(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return False
-        return math.isfinite(value) and (self.type is not int or value == int(value))
-
-    def _in_range(self, value: float) -> bool:
-        above = self.low is None or value > self.low or (value == self.low and not self.low_open)
-        return above and (self.high is None or value <= self.high)
 
 
 class Loss:
@@ -81,6 +34,7 @@ class Loss:
     title: ClassVar[str] = ""  # CE, LogitNorm: the label without the parameter values
     params: ClassVar[tuple[Param, ...]] = ()
     needs_features: ClassVar[bool] = False  # True: the loop passes features and head
+    mixes_inputs: ClassVar[bool] = False  # True: the loop asks mix_inputs for each batch
 
     def __init__(self, **values: Any) -> None:
         self.values = resolve_params(self.name, values)
@@ -88,16 +42,23 @@ class Loss:
     def forward(
         self,
         logits: torch.Tensor,
-        targets: torch.Tensor,
+        targets: Any,  # the labels, or what mix_inputs returned
         features: torch.Tensor | None,
         head: Head | None,
     ) -> torch.Tensor:
         raise NotImplementedError
 
+    def mix_inputs(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> tuple[torch.Tensor, Any]:
+        """For a loss that sets ``mixes_inputs``: the images the step feeds the model and the
+        targets it passes to this loss, from the augmented batch ``x``, its labels ``y`` and a
+        seed that is a pure function of (run seed, epoch, step, rank), so resume stays bitwise.
+        The first ``len(y)`` rows of the output must be the clean batch (the loop's accuracy)."""
+        return x, y
+
     def __call__(
         self,
         logits: torch.Tensor,
-        targets: torch.Tensor,
+        targets: Any,
         features: torch.Tensor | None = None,
         head: Head | None = None,
     ) -> torch.Tensor:
@@ -159,7 +120,7 @@ class LogitNorm(Loss):
 
     name, title = "logitnorm", "LogitNorm"
     params = (
-        Param("tau", 0.04, "LogitNorm temperature; the paper uses 0.04 on CIFAR-10",
+        Param(0.04, name="tau", help="LogitNorm temperature; the paper uses 0.04 on CIFAR-10",
               low=0.0, low_open=True, symbol="τ", tag="t"),
     )  # fmt: skip
 
@@ -173,7 +134,7 @@ class LogitPenalty(Loss):
 
     name, title = "logit-penalty", "Logit penalty"
     params = (
-        Param("penalty", 0.1, "lambda, the weight of the squared logit norm",
+        Param(0.1, name="penalty", help="lambda, the weight of the squared logit norm",
               low=0.0, symbol="λ", tag="l"),
     )  # fmt: skip
 
@@ -210,10 +171,15 @@ def resolve_params(
             continue
         owners = declaring(key)
         if key in optional and owners:
-            next(p for p in owners[0].params if p.name == key).check(value, _where(key))
+            next(p for p in owners[0].params if p.name == key).check(
+                value, where=_where(key), explain=True
+            )
             continue
         raise UserError(unknown_param_message(loss, key))
-    return {n: p.check(given.get(n, p.default), _where(n)) for n, p in declared.items()}
+    return {
+        n: p.check(given.get(n, p.default), where=_where(n), explain=True)
+        for n, p in declared.items()
+    }
 
 
 def unknown_param_message(loss: str, key: str) -> str:
@@ -243,7 +209,7 @@ def parse_loss_params(loss: str, items: Iterable[str]) -> dict[str, float]:
         param = next((p for p in cls.params if p.name == key), None)
         if param is None:
             raise UserError(unknown_param_message(loss, key))
-        out[key] = param.check(text.strip(), f"--loss-param {key}")
+        out[key] = param.check(text.strip(), where=f"--loss-param {key}", explain=True)
     return out
 
 
