@@ -5,9 +5,11 @@ The import order is the order ``oodbench datasets`` lists them in.
 
 from oodbench.data.sources import (  # noqa: F401
     arrays,
+    classsplit,
     folders,
     fonts,
     idx,
+    imagefolder,
     mlxtend_csv,
     openarena,
     scripts,

@@ -1,0 +1,128 @@
+"""The near-OOD track: Fashion-MNIST split into known (ID) and unknown (near-OOD) classes.
+
+In the style of open-set recognition (Neal et al., ECCV 2018: 6 known / 4 unknown classes), a
+model trains on the known classes only; the *test* images of the unknown classes are the near-OOD
+test set, and their *training* images (never seen in training, disjoint images from the test
+ones) are the near-OOD validation set used for choices (tau, detector hyperparameters).
+
+The default split holds out one class next to each of three known ones, so every unknown class
+has a look-alike among the known ones, which is what makes it *near*:
+
+    known   T-shirt/top(0) Trouser(1) Pullover(2) Dress(3) Sandal(5) Bag(8)
+    unknown Coat(4) ~ Pullover, Shirt(6) ~ T-shirt, Sneaker(7) ~ Sandal, Ankle boot(9) ~ Sandal
+
+Seeded random splits (``-s1`` .. ``-s3``) draw 4 unknown classes with ``torch.Generator`` for
+multi-split studies. Known labels are remapped to 0..5 in ascending class order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from oodbench.data.imageset import ImageSet
+from oodbench.data.registry import DATASETS, DatasetSpec, LoadRequest, check_split, register
+
+BASE = "fashion-mnist"
+CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+DEFAULT_UNKNOWN = (4, 6, 7, 9)
+SPLIT_SEEDS = (1, 2, 3)
+
+
+def unknown_classes(seed: int | None) -> tuple[int, ...]:
+    """The 4 held-out classes: the documented default (seed None) or a seeded random draw."""
+    if seed is None:
+        return DEFAULT_UNKNOWN
+    g = torch.Generator().manual_seed(seed)
+    return tuple(sorted(torch.randperm(len(CLASSES), generator=g)[:4].tolist()))
+
+
+def known_set(base: ImageSet, unknown: tuple[int, ...], name: str) -> ImageSet:
+    known = [c for c in range(len(CLASSES)) if c not in unknown]
+    keep = torch.isin(base.labels, torch.tensor(known))
+    remap = torch.full((len(CLASSES),), -1, dtype=torch.int64)
+    remap[torch.tensor(known)] = torch.arange(len(known))
+    meta = {**base.meta, "known_classes": known, "unknown_classes": list(unknown)}
+    return ImageSet(
+        images=base.images[keep],
+        labels=remap[base.labels[keep]],
+        name=name,
+        num_classes=len(known),
+        mean=base.mean,
+        std=base.std,
+        meta=meta,
+    )
+
+
+def unknown_set(base: ImageSet, unknown: tuple[int, ...], name: str) -> ImageSet:
+    keep = torch.isin(base.labels, torch.tensor(unknown))
+    images = base.images[keep]
+    meta = {**base.meta, "unknown_classes": list(unknown)}
+    labels = torch.full((images.shape[0],), -1, dtype=torch.int64)
+    return ImageSet(images, labels, name, 0, base.mean, base.std, meta)
+
+
+def _load_base(req: LoadRequest, split: str) -> ImageSet:
+    return DATASETS.get(BASE).loader(LoadRequest(split, req.root, req.download))
+
+
+def available(root: Path | None) -> bool:
+    return DATASETS.get(BASE).available(root)
+
+
+def _register(suffix: str, seed: int | None) -> None:
+    unknown = unknown_classes(seed)
+    names = ", ".join(CLASSES[c] for c in unknown)
+    id_name, ood_name = f"{BASE}-known6{suffix}", f"{BASE}-unknown4{suffix}"
+
+    def load_known(req: LoadRequest) -> ImageSet:
+        check_split(id_name, req.split, ("train", "test"))
+        return known_set(_load_base(req, req.split), unknown, id_name)
+
+    def load_unknown(split: str, name: str):
+        def load(req: LoadRequest) -> ImageSet:
+            check_split(name, req.split, ("test",))
+            return unknown_set(_load_base(req, split), unknown, name)
+
+        return load
+
+    register(
+        DatasetSpec(
+            name=id_name,
+            kind="offline",
+            geometry="1x28x28",
+            num_classes=6,
+            source=f"Fashion-MNIST without {names} (near-OOD track ID set)",
+            splits=("train", "test"),
+            loader=load_known,
+            available=available,
+            role="id",
+        )
+    )
+    for name, split, role, what in (
+        (ood_name, "test", "test", "test images"),
+        (f"{ood_name}-val", "train", "validation", "training images"),
+    ):
+        register(
+            DatasetSpec(
+                name=name,
+                kind="offline",
+                geometry="1x28x28",
+                num_classes=0,
+                source=f"Fashion-MNIST {what} of {names} (near-OOD, pairs with {id_name})",
+                splits=("test",),
+                loader=load_unknown(split, name),
+                available=available,
+                ood_role=role,
+                near_of=id_name,
+            )
+        )
+
+
+_register("", None)
+for _seed in SPLIT_SEEDS:
+    _register(f"-s{_seed}", _seed)
