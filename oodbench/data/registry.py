@@ -42,6 +42,7 @@ class DatasetSpec:
     available: Callable[[Path | None], bool]  # available on this machine now (given --root)
     role: str = "ood"  # "id" when it can be an ID training set (it also serves as OOD), else "ood"
     ood_role: str = "test"  # one of OOD_ROLES: never both
+    near_of: str | None = None  # the ID set whose held-out classes these are (near-OOD track)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -44,7 +44,12 @@ def default_ood(root: str | None, id_name: str) -> list[str]:
     from oodbench.data import DATASETS, OFFLINE_OOD
 
     root_path = Path(root) if root else None
-    return [n for n in OFFLINE_OOD if n != id_name and DATASETS.get(n).available(root_path)]
+    near = [
+        n for n, spec in DATASETS.items() if spec.near_of == id_name and spec.ood_role == "test"
+    ]
+    return [
+        n for n in [*near, *OFFLINE_OOD] if n != id_name and DATASETS.get(n).available(root_path)
+    ]
 
 
 def ood_names(cfg: ScoreConfig, id_name: str) -> list[str]:
@@ -61,6 +66,12 @@ def ood_names(cfg: ScoreConfig, id_name: str) -> list[str]:
         DATASETS.get(name)  # unknown names: a close-match suggestion
         if name == id_name:
             raise UserError(f"--ood {name} is the run's ID dataset; choose another OOD set")
+        near_of = DATASETS.get(name).near_of
+        if near_of is not None and near_of != id_name:
+            raise UserError(
+                f"--ood {name} holds held-out classes of {near_of}'s source, so it is near-OOD "
+                f"only for a model trained on {near_of}, not on {id_name}; choose another OOD set"
+            )
     if not names:
         raise UserError("no OOD set is available offline; run 'make data' or pass --ood NAME")
     return names
