@@ -20,6 +20,7 @@ atomic (oodbench.io); metrics.csv is merged under a file lock. Run dirs of 0.1.0
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,7 @@ class RunDir:
         return sorted(self.cache.glob("*-val.safetensors"))
 
     def scores_file(self, detector: str, dataset: str) -> Path:
-        return self.scores / detector / f"{dataset}.safetensors"
+        return self.scores / detector / f"{file_key(dataset)}.safetensors"
 
     @property
     def is_trained(self) -> bool:
@@ -228,12 +229,23 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 def cache_file(cache_dir: Path, key: str) -> Path:
     """``cache/<key>.safetensors``, key = ``<dataset>-<split>``."""
-    return cache_dir / f"{key}.safetensors"
+    return cache_dir / f"{file_key(key)}.safetensors"
 
 
 def cache_lock(cache_dir: Path, key: str) -> Path:
     """The hidden lock beside a cache file (``file_lock`` adds ``.lock``)."""
-    return cache_dir / f".{key}"
+    return cache_dir / f".{file_key(key)}"
+
+
+def file_key(key: str) -> str:
+    """``key`` as one safe file-name component. Names such as ``folder:/data/x-test`` become
+    ``<hash>-folder_data_x-test``: the hash keeps two paths apart, the tail keeps ``-test``."""
+    if re.fullmatch(r"[A-Za-z0-9._=+\-\[\],]+", key) and not key.startswith("."):
+        return key
+    import hashlib
+
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    return f"{digest}-{re.sub(r'[^A-Za-z0-9._=+-]+', '_', key).strip('_.')}"
 
 
 def _read_json(path: Path) -> dict[str, Any]:

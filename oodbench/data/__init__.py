@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from oodbench.data import sources  # noqa: F401  (registers every source)
 from oodbench.data.adapt import adapt
@@ -34,11 +35,14 @@ def load(
     root: str | Path | None = None,
     download: bool = False,
     geometry: tuple[int, int, int] | None = None,
+    preprocess: dict[str, Any] | None = None,
 ) -> ImageSet:
-    """Load a registered dataset split as an ImageSet.
+    """Load a registered dataset split (or ``folder:PATH``, an image folder) as an ImageSet.
 
     ``geometry`` (C, H, W) makes synthetic sets generate at that geometry and image-folder sets
     decode at H x W; other sources ignore it (use ``adapt`` to match an ID set).
+    ``preprocess`` (``interpolation``, ``crop_pct``: timm's data config) says how image files
+    are resized to ``geometry``.
     """
     spec = DATASETS.get(name)
     req = LoadRequest(
@@ -46,5 +50,6 @@ def load(
         root=Path(root).expanduser() if root else None,
         download=download,
         geometry=geometry,
+        preprocess=preprocess,
     )
     return spec.loader(req)

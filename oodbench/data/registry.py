@@ -28,6 +28,9 @@ class LoadRequest:
     root: Path | None
     download: bool
     geometry: tuple[int, int, int] | None = None
+    # How image files are brought to ``geometry`` (folder sets): interpolation, crop_pct, as
+    # timm's resolve_data_config gives them; None = bilinear resize of the shorter side + crop.
+    preprocess: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,22 @@ class DatasetSpec:
             raise ValueError(f"ood_role must be one of {OOD_ROLES}, got {self.ood_role!r}")
 
 
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
+class DatasetRegistry(Registry[DatasetSpec]):
+    """The registry, plus names made on demand: ``scheme:ARG`` (``folder:PATH``) is built by
+    the factory a source registered for ``scheme`` (``DATASETS.schemes``)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.schemes: dict[str, Callable[[str], DatasetSpec]] = {}
+
+    def get(self, name: str) -> DatasetSpec:
+        scheme, sep, arg = name.partition(":")
+        if sep and scheme in self.schemes and name not in self:
+            return self.schemes[scheme](arg)
+        return super().get(name)
+
+
+DATASETS = DatasetRegistry("dataset")
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:

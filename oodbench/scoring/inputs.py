@@ -82,8 +82,13 @@ def load_dataset(cfg: ScoreConfig, tcfg: TrainConfig, name: str, split: str,
     from oodbench import data
 
     root = cfg.root or tcfg.root
+    # An imported model records its input geometry and resize recipe (timm's data config):
+    # image folders are decoded with them.
+    prep = tcfg.extra.get("data_config")
+    if prep and geometry is None and name == tcfg.dataset:
+        geometry = tuple(prep["input_size"])  # type: ignore[assignment]
     ds = data.load(name, split, root=root, download=cfg.download or tcfg.download,
-                   geometry=geometry)  # fmt: skip
+                   geometry=geometry, preprocess=prep)  # fmt: skip
     if len(ds) == 0:
         raise UserError(f"dataset {name!r} ({split}) has zero samples; check its files or --root")
     return ds
