@@ -32,6 +32,9 @@ class Detector:
     name: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ("logits",)
     paper: ClassVar[str] = ""
+    # What ``fit`` receives when scoring a run: "train" (the ID training split) or "val" (the
+    # ID validation split, e.g. a temperature; the training split when the run holds none out).
+    fit_split: ClassVar[str] = "train"
     defaults: ClassVar[dict[str, Any]] = {}  # filled from the declared Params
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

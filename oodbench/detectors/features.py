@@ -225,17 +225,34 @@ class ReAct(_HeadEnergy):
         return self.head_energy(as_float(outputs.features).clamp(max=self.clip))
 
 
-@register
-class ASH(_HeadEnergy):
-    """ASH-S: per sample keep the top (100 - p)% activations, zero the rest and scale the kept
-    ones by exp(s1 / s2) (s1, s2 = activation sums before and after pruning); energy on top.
-    p = 90 (OpenOOD v1.5's setting; the paper sweeps 65-95)."""
+def kept(n: int, percentile: float) -> int:
+    """Entries of n that ASH and SCALE keep: n - round(n p / 100), as in the authors' code."""
+    return max(1, n - int(np.round(n * percentile / 100.0)))
 
-    name = "ash"
-    paper = "Djurisic et al., ICLR 2023"
+
+def ash(h: torch.Tensor, percentile: float, variant: str) -> torch.Tensor:
+    """Activation shaping of h (N x D) per sample, as ``ash_s``/``ash_b``/``ash_p`` of the
+    authors' ash.py: keep the top k = D - round(D p / 100) entries and zero the rest; then
+    "s" scales the kept ones by exp(s1 / s2), "b" sets each kept one to s1 / k, "p" stops
+    there (s1, s2 = sums before and after pruning)."""
+    keep = kept(h.shape[1], percentile)
+    values, index = h.topk(keep, dim=1)
+    s1 = h.sum(dim=1)
+    if variant == "b":
+        return torch.zeros_like(h).scatter_(1, index, (s1 / keep)[:, None].expand(-1, keep))
+    pruned = torch.zeros_like(h).scatter_(1, index, values)
+    if variant == "p":
+        return pruned
+    s2 = pruned.sum(dim=1)
+    # s2 == 0 only for an all-zero sample; leave it unscaled rather than divide by zero.
+    scale = torch.where(s2 != 0, s1 / torch.where(s2 != 0, s2, 1.0), 0.0)
+    return pruned * scale.exp()[:, None]
+
+
+def _ash_percentile(default: float) -> Param[float]:
     # grid: OpenOOD's configs/postprocessors/ash.yml postprocessor_sweep (commit 07890f6f)
-    percentile = Param(
-        90.0,
+    return Param(
+        default,
         low=0,
         high=100,
         high_open=True,
@@ -243,16 +260,57 @@ class ASH(_HeadEnergy):
         grid=(65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0),
     )
 
+
+class _ASH(Detector):
+    """Energy (T = 1) of W ash(h) + b, the head read from the scored outputs (no fit)."""
+
+    needs = ("features", "head")
+    paper = "Djurisic et al., ICLR 2023"
+    variant = "s"
+    percentile: Param[float]
+
     def score(self, outputs: Outputs) -> torch.Tensor:
-        h = as_float(outputs.features)
-        n = h.shape[1]
-        keep = max(1, n - int(np.round(n * self.percentile / 100.0)))
-        values, index = h.topk(keep, dim=1)
-        pruned = torch.zeros_like(h).scatter_(1, index, values)
-        s1, s2 = h.sum(dim=1), pruned.sum(dim=1)
-        # s2 == 0 only for an all-zero sample; leave it unscaled rather than divide by zero.
-        scale = torch.where(s2 != 0, s1 / torch.where(s2 != 0, s2, 1.0), 0.0)
-        return self.head_energy(pruned * scale.exp()[:, None])
+        w, b = (as_float(t) for t in outputs.head())
+        return energy(ash(as_float(outputs.features), self.percentile, self.variant) @ w.T + b)
+
+
+@register
+class ASH(_ASH):
+    """ASH-S at p = 90 under its 0.1.0 name: the same computation and numbers as ``ash-s``,
+    kept so run dirs and commands of 0.1.0 keep working."""
+
+    name = "ash"
+    percentile = _ash_percentile(90.0)
+
+
+@register
+class ASHS(_ASH):
+    """ASH-S: keep the top (100 - p)% of h, scale them by exp(s1 / s2), energy on top.
+    p = 90: the authors' CIFAR-10 and ImageNet configs (``ash_s@90``)."""
+
+    name = "ash-s"
+    percentile = _ash_percentile(90.0)
+
+
+@register
+class ASHB(_ASH):
+    """ASH-B: the top (100 - p)% of h all set to s1 / k (binarised, sum kept), energy on top.
+    p = 90: OpenOOD v1.5's setting (its ash.yml runs ASH-B); no config of the authors runs
+    ASH-B (their ash_b's argument default is 65)."""
+
+    name = "ash-b"
+    variant = "b"
+    percentile = _ash_percentile(90.0)
+
+
+@register
+class ASHP(_ASH):
+    """ASH-P: keep the top (100 - p)% of h, zero the rest, energy on top. p = 65: the
+    argument default of the authors' ash_p (no config of theirs runs ASH-P)."""
+
+    name = "ash-p"
+    variant = "p"
+    percentile = _ash_percentile(65.0)
 
 
 @register

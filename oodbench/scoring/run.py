@@ -166,8 +166,12 @@ def train_and_val(run: Run) -> tuple[ImageSet, ImageSet | None]:
 # ---------------------------------------------------------------- scoring
 
 
-def fit_outputs(run: Run) -> Outputs:
-    train, _ = train_and_val(run)
+def fit_outputs(run: Run, split: str = "train") -> Outputs:
+    """What a detector is fitted on: its ``fit_split``, the ID training split or the ID
+    validation split (the training split when the run holds no validation split out)."""
+    train, val = train_and_val(run)
+    if split == "val" and val is not None:
+        return run.outputs(f"{run.train_cfg.dataset}-val", val)
     return run.outputs(f"{run.train_cfg.dataset}-train", train)
 
 
@@ -219,7 +223,7 @@ def scores_for(
     if saved is not None:
         return saved
     if det.needs_fit and not det.fitted:
-        det.fit(fit_outputs(run))
+        det.fit(fit_outputs(run, det.fit_split))
     if "model" in det.needs:
         scores = score_with_model(run, det, data, like)
     else:
