@@ -50,11 +50,16 @@ VALUES = ["fpr95", "auroc", "aupr_in", "aupr_out"]
 COLUMNS = [
     "run", "seed", "loss", "tau", "model", "id_dataset", *KEY,
     *VALUES, *(f"{v}_std" for v in VALUES), "n_id", "n_ood", "weights_hash", "params",
+    *(f"{v}_{end}" for v in VALUES for end in ("lo", "hi")), "n_boot",
 ]  # fmt: skip
+# 95% bootstrap interval of each value (percent; metrics.bootstrap_intervals) and the number of
+# resamples behind it; rows of older files have none and read as NaN.
+INTERVALS = [f"{v}_{end}" for v in VALUES for end in ("lo", "hi")]
 REQUIRED = [*KEY, "fpr95", "auroc"]  # a file without these cannot be scored onto or reported
 # Columns that older files may lack, and what they read as. weights_hash "" is never current,
 # so rows that recorded no weights are stale (see drop_stale).
 OPTIONAL = {"weights_hash": "", "aupr_in": float("nan"), "aupr_out": float("nan"), "params": ""}
+OPTIONAL |= {c: float("nan") for c in [*INTERVALS, "n_boot"]}
 # How deep under a folder a scored run may sit: runs/x, runs/bench/ce, runs/bench/seed0/ce.
 MAX_DEPTH = 3
 

@@ -78,13 +78,15 @@ def build_detectors(cfg: ScoreConfig) -> list[Detector]:
 
 
 def metric_row(
-    id_scores: torch.Tensor, ood_scores: torch.Tensor, cfg: ScoreConfig
+    id_scores: torch.Tensor, ood_scores: torch.Tensor, cfg: ScoreConfig, key: tuple = ()
 ) -> dict[str, Any]:
-    """fpr95/auroc/aupr in percent; under the paper protocol the mean and std of the draws."""
+    """fpr95/auroc/aupr in percent; under the paper protocol the mean and std of the draws;
+    with each value its 95% bootstrap interval, seeded by the row's ``key`` (runs.KEY)."""
     if cfg.protocol == "full":
         values = metrics.ood_metrics(id_scores, ood_scores, cfg.positive)
         row = {k: 100 * v for k, v in values.items()}
         row.update({f"{k}_std": math.nan for k in VALUES})
+        row.update(intervals(id_scores, ood_scores, cfg, key, len(ood_scores)))
         return {**row, "n_id": len(id_scores), "n_ood": len(ood_scores)}
     n_sub = min(len(ood_scores), max(1, len(id_scores) // 5))
     draws = []
@@ -96,7 +98,24 @@ def metric_row(
     for k in VALUES:
         vals = 100 * np.array([d[k] for d in draws])
         row[k], row[f"{k}_std"] = float(vals.mean()), float(vals.std())
+    row.update(intervals(id_scores, ood_scores, cfg, key, n_sub))
     return {**row, "n_id": len(id_scores), "n_ood": n_sub}
+
+
+def intervals(
+    id_scores: torch.Tensor, ood_scores: torch.Tensor, cfg: ScoreConfig, key: tuple, size: int
+) -> dict[str, float]:
+    """``<value>_lo``/``_hi`` in percent and ``n_boot``. Each resample draws ``size`` OOD
+    scores with replacement from the whole OOD set (the paper protocol's subsample size), so
+    under the paper protocol the interval is that of one draw: conservative for the mean of
+    the draws, which is never less precise than one draw (docs/metrics.md)."""
+    n_boot = metrics.N_BOOT
+    found = metrics.bootstrap_intervals(id_scores, ood_scores, cfg.positive, n_boot=n_boot,
+                                        seed=metrics.row_seed(*key), ood_size=size)  # fmt: skip
+    out: dict[str, float] = {"n_boot": n_boot}
+    for k, (lo, hi) in found.items():
+        out[f"{k}_lo"], out[f"{k}_hi"] = 100 * lo, 100 * hi
+    return out
 
 
 # ---------------------------------------------------------------- the run being scored
@@ -186,9 +205,10 @@ def write_summary(run: Run, id_out: Outputs) -> dict[str, Any]:
     }  # fmt: skip
     if val is not None:
         val_out = run.outputs(f"{run.train_cfg.dataset}-val", val)
-        t = metrics.fit_temperature(val_out.logits, val_out.labels)
+        t, warning = fit_temperature(val_out)
         summary.update(
             temperature=t,
+            temperature_warning=warning,
             ece_ts=100 * metrics.ece(metrics.softmax(id_out.logits, t), id_out.labels),
             n_val=len(val_out),
             val_accuracy=100 * metrics.id_accuracy(val_out.logits, val_out.labels),
@@ -197,6 +217,23 @@ def write_summary(run: Run, id_out: Outputs) -> dict[str, Any]:
     summary.update(loss=tc.loss, tau=tc.tau, model=tc.model, id_dataset=tc.dataset, seed=tc.seed)
     run.dir.write_summary(summary)
     return summary
+
+
+def fit_temperature(val_out: Outputs) -> tuple[float, str | None]:
+    """T on the validation split, and the warning when T stopped at a bound of its range (kept
+    in summary.json for the report, and printed)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", metrics.TemperatureAtBound)
+        t = metrics.fit_temperature(val_out.logits, val_out.labels)
+    found = [str(w.message) for w in caught if issubclass(w.category, metrics.TemperatureAtBound)]
+    if not found:
+        return t, None
+    from oodbench.console import stderr
+
+    stderr.print(f"[yellow]warning:[/] {found[0]}", soft_wrap=True)
+    return t, found[0]
 
 
 def score_with_model(run: Run, det: Any, data: ImageSet, like: ImageSet | None) -> torch.Tensor:
@@ -297,7 +334,8 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
                 ood_scores = scores_for(run, det, ood, ood_set, id_set)
                 row = {**base, "detector": det.label, "ood_dataset": ood,
                        "params": det.params_text,
-                       **metric_row(id_scores, ood_scores, cfg)}  # fmt: skip
+                       **metric_row(id_scores, ood_scores, cfg,
+                                    (det.label, ood, cfg.protocol, cfg.convention))}  # fmt: skip
                 merge_metrics(path, [row])  # each finished pair is kept at once
                 new_rows.append(row)
             run.drop(f"{ood}-test")  # bounded memory: one OOD set at a time
