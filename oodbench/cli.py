@@ -49,6 +49,10 @@ Download = Annotated[
     bool, typer.Option("--download", help="Allow downloading datasets (needs network).")
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+ValOod = Annotated[
+    list[str] | None,
+    typer.Option(help="Validation OOD set, or noise / real / noise+real (repeatable)."),
+]
 Params = Annotated[
     list[str] | None,
     typer.Option(
@@ -214,6 +218,10 @@ def score(
         float | None, typer.Option(help="T of energy / odin / gradnorm (default: each paper's).")
     ] = None,
     param: Params = None,
+    tune: Annotated[
+        bool, typer.Option("--tune", help="Tune detectors on validation data.")
+    ] = False,
+    val_ood: ValOod = None,
     runs_dir: RunsDir = Path("runs"),
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 512,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -235,7 +243,7 @@ def score(
         detectors=tuple(detector or ("energy",)), ood=tuple(ood or ()), protocol=protocol,
         positive=positive, k=k, temperature=temperature, batch_size=batch_size, device=device,
         root=str(root) if root else None, download=download, overwrite=overwrite,
-        params=tuple(param or ()),
+        params=tuple(param or ()), tune=tune, val_ood=tuple(val_ood or ()),
     )  # fmt: skip
     result = score_run(cfg, quiet=quiet)
     if result.rank:  # torchrun: only rank 0 reports
@@ -338,6 +346,10 @@ def bench(
     ] = None,
     param: Params = None,
     ood: Annotated[list[str] | None, typer.Option(help="OOD sets (default: preset's).")] = None,
+    tune: Annotated[
+        bool, typer.Option("--tune/--no-tune", help="Tune detectors on validation data.")
+    ] = True,
+    val_ood: ValOod = None,
     subset: Annotated[int | None, typer.Option(help="Train on the first N images.")] = None,
     val_size: Annotated[
         int, typer.Option(help="Training images held out for validation (temperature, tau).")
@@ -359,7 +371,7 @@ def bench(
         tau_sweep=_floats(tau_sweep, "--tau-sweep"), detectors=tuple(detector or ("all",)),
         ood=tuple(ood or ()), subset=subset, val_size=val_size, device=device,
         root=str(root) if root else None, download=download, resume=resume, overwrite=overwrite,
-        params=tuple(param or ()),
+        params=tuple(param or ()), tune=tune, val_ood=tuple(val_ood or ()),
     )  # fmt: skip
     run_bench(cfg, quiet=quiet)
 

@@ -154,6 +154,8 @@ class ScoreConfig:
     paper_draws: int = 10
     paper_seed: int = 0
     params: tuple[str, ...] = ()
+    tune: bool = False  # --tune: each tunable detector's grid searched on validation data
+    val_ood: tuple[str, ...] = ()  # --val-ood sets or groups; empty = scoring.tune.DEFAULT_VAL
 
     def __post_init__(self) -> None:
         check_choice("--protocol", self.protocol, PROTOCOLS)
@@ -260,6 +262,8 @@ class BenchConfig:
     resume: bool = False
     overwrite: bool = False
     params: tuple[str, ...] = ()  # --param DETECTOR.NAME=VALUE, as in ScoreConfig
+    tune: bool = True  # --no-tune keeps the papers' defaults
+    val_ood: tuple[str, ...] = ()  # as in ScoreConfig
 
     def __post_init__(self) -> None:
         get_preset(self.preset)

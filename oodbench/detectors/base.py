@@ -55,6 +55,7 @@ class Detector:
         for key, value in {**self.defaults, **hyperparams}.items():
             setattr(self, key, value)  # Param.__set__ validates
         self.fitted = False
+        self.tuned = False  # True when scoring.tune chose the values on validation data
 
     @classmethod
     def params(cls) -> dict[str, Param[Any]]:
@@ -76,7 +77,10 @@ class Detector:
 
     @property
     def label(self) -> str:
-        """Name plus any non-default hyperparameters, e.g. ``knn[k=10]`` (a metrics row key)."""
+        """Name plus any non-default hyperparameters, e.g. ``knn[k=10]`` (a metrics row key), or
+        ``react[tuned]`` when tuned per model (the values are in the params column)."""
+        if self.tuned:
+            return f"{self.name}[tuned]"
         changed = {k: v for k, v in self.hyperparams.items() if v != self.defaults[k]}
         if not changed:
             return self.name

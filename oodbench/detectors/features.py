@@ -116,7 +116,13 @@ class KNN(Detector):
     name = "knn"
     needs = ("features",)
     paper = "Sun et al., ICML 2022"
-    k = Param(50, low=1, help="rank of the neighbour whose distance is the score")
+    # grid: oodbench's (OpenOOD's knn.yml sweeps only K_list [50]); 200 is the paper's CIFAR-100 k
+    k = Param(
+        50,
+        low=1,
+        grid=(10, 20, 50, 100, 200),
+        help="rank of the neighbour whose distance is the score",
+    )
 
     def fit(self, train: Outputs) -> Detector:
         if self.k > len(train):
@@ -159,7 +165,10 @@ class ViM(Detector):
     name = "vim"
     needs = ("features", "logits", "head")
     paper = "Wang et al., CVPR 2022"
-    dim = Param(0, low=0, help="principal subspace size; 0 = the paper's rule from D")
+    # grid: OpenOOD's vim.yml dim_list [256, 1000] plus 0 (the paper's rule); dims >= D skipped
+    dim = Param(
+        0, low=0, grid=(0, 256, 1000), help="principal subspace size; 0 = the paper's rule from D"
+    )
 
     def _dim(self, d: int) -> int:
         dim = self.dim or (1000 if d >= 2048 else 512 if d >= 768 else d // 2)
@@ -214,7 +223,8 @@ class ReAct(_HeadEnergy):
         high=100,
         high_open=True,
         help="p, clip at the p-th percentile of training activations",
-    )
+        grid=(85.0, 90.0, 95.0, 99.0),
+    )  # grid: OpenOOD's react.yml percentile_list (commit f8870d72)
 
     def fit(self, train: Outputs) -> Detector:
         flat = train.features.float().reshape(-1).numpy()
@@ -326,7 +336,8 @@ class DICE(_HeadEnergy):
         high=100,
         high_open=True,
         help="p, zero the weights below the p-th percentile of contributions",
-    )
+        grid=(10.0, 30.0, 50.0, 70.0, 90.0),
+    )  # grid: oodbench's (OpenOOD's dice.yml sweeps only p_list [90])
 
     def fit(self, train: Outputs) -> Detector:
         super().fit(train)

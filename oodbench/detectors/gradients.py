@@ -27,8 +27,11 @@ class ODIN(Detector):
     name = "odin"
     needs = ("model",)
     paper = "Liang, Li & Srikant, ICLR 2018"
-    temperature = Param(1000.0, low=0, low_open=True, help="T, softmax temperature")
-    epsilon = Param(0.0014, low=0, help="input step in [0, 1] pixel units")
+    # grids: OpenOOD's odin.yml postprocessor_sweep (commit 0e99b9d6)
+    temperature = Param(
+        1000.0, low=0, low_open=True, grid=(1.0, 10.0, 100.0, 1000.0), help="T, softmax temperature"
+    )
+    epsilon = Param(0.0014, low=0, grid=(0.0014, 0.0028), help="input step in [0, 1] pixel units")
 
     def score(self, outputs: Outputs) -> torch.Tensor:
         raise UserError("odin needs the model and the input images: use score_inputs()")

@@ -34,7 +34,7 @@ from oodbench.runs import (
     drop_stale,
     merge_metrics,
 )
-from oodbench.scoring import sharded
+from oodbench.scoring import sharded, tune
 from oodbench.scoring.extract import (
     Outputs,
     batches,
@@ -170,9 +170,9 @@ def load(cfg: ScoreConfig, bar: Progress) -> Run:
     model, train_cfg, info = load_run(run_dir.path, resolve_device(cfg.device))
     mean, std = tuple(info["mean"]), tuple(info["std"])
     model_hash = info.get("weights_sha256") or weights_hash(model)
-    run = Run(cfg, run_dir, model, train_cfg, mean, std, bar, model_hash)
-    run.id_test = load_dataset(cfg, train_cfg, train_cfg.dataset, "test")
-    return run
+    # The ID test split is loaded by score_local after the selection step (scoring.tune),
+    # which must not read any test set.
+    return Run(cfg, run_dir, model, train_cfg, mean, std, bar, model_hash)
 
 
 def train_and_val(run: Run) -> tuple[ImageSet, ImageSet | None]:
@@ -194,7 +194,9 @@ def fit_outputs(run: Run, split: str = "train") -> Outputs:
     return run.outputs(f"{run.train_cfg.dataset}-train", train)
 
 
-def write_summary(run: Run, id_out: Outputs) -> dict[str, Any]:
+def write_summary(
+    run: Run, id_out: Outputs, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """ID accuracy and ECE before/after temperature scaling fitted on the validation split."""
     _, val = train_and_val(run)
     probs = metrics.softmax(id_out.logits)
@@ -215,8 +217,26 @@ def write_summary(run: Run, id_out: Outputs) -> dict[str, Any]:
         )
     tc = run.train_cfg
     summary.update(loss=tc.loss, tau=tc.tau, model=tc.model, id_dataset=tc.dataset, seed=tc.seed)
+    summary.update(extra or {})
     run.dir.write_summary(summary)
     return summary
+
+
+def selection_summary(run: Run, selection: tune.Selection, tests: list[str]) -> dict[str, Any]:
+    """The sets in each role and what was chosen on validation data, merged with what earlier
+    score calls of this run recorded (their rows stay in metrics.csv)."""
+    old = run.dir.read_summary() if run.dir.summary.is_file() else {}
+
+    def union(key: str, new: list[str]) -> list[str]:
+        return list(dict.fromkeys([*(old.get(key) or []), *new]))
+
+    return {
+        "test_ood": union("test_ood", tests),
+        "val_ood": union("val_ood", selection.val_sets),
+        "tune_criterion": tune.CRITERION,
+        "tuned": (old.get("tuned") or {}) | selection.tuned,
+        "validation": (old.get("validation") or {}) | selection.validation,
+    }
 
 
 def fit_temperature(val_out: Outputs) -> tuple[float, str | None]:
@@ -234,6 +254,10 @@ def fit_temperature(val_out: Outputs) -> tuple[float, str | None]:
 
     stderr.print(f"[yellow]warning:[/] {found[0]}", soft_wrap=True)
     return t, found[0]
+
+
+def _fit_split(run: Run, split: str) -> Outputs:
+    return fit_outputs(run) if split == "train" else fit_outputs(run, split)  # type: ignore[call-arg]
 
 
 def score_with_model(run: Run, det: Any, data: ImageSet, like: ImageSet | None) -> torch.Tensor:
@@ -300,8 +324,12 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
         run = load(cfg, bar)
         tc = run.train_cfg
         names = ood_names(cfg, tc.dataset)
-        id_set = run.id_test
-        assert id_set is not None
+        _, val = train_and_val(run)
+        selection = tune.choose(run, detectors, tune.val_names(cfg, tc.dataset, names), val,
+                                lambda split="train": _fit_split(run, split))  # fmt: skip
+        detectors = selection.detectors
+        # Selection is over: from here on the test sets are read.
+        run.id_test = id_set = load_dataset(cfg, tc, tc.dataset, "test")
         path = run.dir.metrics
         stale = drop_stale(path, run.model_hash)  # also checks metrics.csv before any write
         if stale:
@@ -317,7 +345,8 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
             stderr.print(f"[yellow]note:[/] dropped {changed} rows of {path} scored with other "
                          "hyperparameter values; scoring anew", soft_wrap=True)  # fmt: skip
         done = set() if cfg.overwrite else done_keys(path)
-        write_summary(run, run.outputs(f"{tc.dataset}-test", id_set))
+        write_summary(run, run.outputs(f"{tc.dataset}-test", id_set),
+                      selection_summary(run, selection, names))  # fmt: skip
         base = {"run": run.dir.name, "seed": tc.seed, "loss": tc.loss, "tau": tc.tau,
                 "model": tc.model, "id_dataset": tc.dataset, "protocol": cfg.protocol,
                 "convention": cfg.convention, "weights_hash": run.model_hash}  # fmt: skip
