@@ -12,7 +12,8 @@ AUROC does not depend on the convention; AUPR-In (ID positive) and AUPR-Out (OOD
 both always reported.
 
 ``bootstrap_intervals`` gives each of the four a 95% percentile interval from stratified
-resamples of the ID and OOD scores; ``paired_interval`` a t-interval over seeds for a difference.
+resamples of the ID and OOD scores; ``paired_interval`` a t-interval over seeds (of a paired
+difference, or of a mean).
 """
 
 from __future__ import annotations
@@ -271,7 +272,8 @@ def bootstrap_intervals(
 
 
 def paired_interval(diffs: ArrayLike, level: float = LEVEL) -> tuple[float, float] | None:
-    """Student-t interval of the mean of per-seed paired differences (None with one seed).
+    """Student-t interval of a mean over seeds, e.g. of per-seed paired differences (None with
+    fewer than two values).
 
     A t-interval, not a bootstrap over seeds: with the 2-5 seeds a study affords, a bootstrap
     has only a handful of distinct resamples and its percentile interval is far too narrow,
