@@ -314,6 +314,38 @@ def _floats(text: str | None, flag: str) -> tuple[float, ...]:
             f"{flag} takes comma-separated numbers, e.g. 0.01,0.04; got {text!r}"
         ) from None
 
+@app.command("import")
+def import_(
+    weights: Annotated[
+        Path, typer.Argument(help="Checkpoint: .safetensors, or a PyTorch state dict (.pt/.pth).")
+    ],
+    model: Annotated[
+        str, typer.Option(help="Architecture: any timm model name, or small_cnn, wrn_40_2, ...")
+    ],
+    dataset: Annotated[
+        str, typer.Option(help="The ID set it was trained on: a dataset name or folder:PATH.")
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="Run name \\[default: <file stem>-imported].")
+    ] = None,
+    loss: Annotated[
+        str, typer.Option(help="What it was trained with, for the report's labels.")
+    ] = "imported",
+    runs_dir: RunsDir = Path("runs"),
+    root: Root = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing run dir.")
+    ] = False,
+) -> None:
+    """Make a run dir from a checkpoint trained elsewhere, ready for score and report."""
+    from oodbench.train.importing import ImportRequest, import_checkpoint
+
+    req = ImportRequest(weights=weights, model=model, dataset=dataset, name=name,
+                        runs_dir=runs_dir, loss=loss, root=str(root) if root else None,
+                        overwrite=overwrite)  # fmt: skip
+    typer.echo(str(import_checkpoint(req)))
+
+
 
 def _ints(text: str, flag: str) -> tuple[int, ...]:
     try:
