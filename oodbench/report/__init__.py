@@ -51,7 +51,14 @@ def render(
     report = build(run_dirs, runs_dir, detectors, oods, reference, convention, protocol)
     if plots is not None:
         report.plots = _plots(report, plots, plot_detector)
-    text = _text(report, fmt, out)
+    if fmt == "html" and plots is None:  # one self-contained file: plots drawn, then embedded
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            report.plots = _plots(report, Path(tmp), plot_detector)
+            text = _text(report, fmt, out)
+    else:
+        text = _text(report, fmt, out)
     if out is not None:
         atomic_write_text(out, text)
     elif fmt == "rich":
@@ -94,3 +101,7 @@ def _text(report: Report, fmt: str, out: Path | None) -> str:
     if fmt == "json":
         return to_json(report)
     return to_plain_text(report)
+    if fmt == "html":
+        from oodbench.report.html import to_html
+
+        return to_html(report)

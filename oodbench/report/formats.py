@@ -17,7 +17,7 @@ from rich.text import Text
 from oodbench.errors import UserError
 from oodbench.report.spec import Cell, Report, TableSpec
 
-FORMATS = ("rich", "markdown", "csv", "json")
+FORMATS = ("rich", "markdown", "csv", "json", "html")  # html: report/html.py
 CSV_COLUMNS = (
     "run", "label", "loss", "tau", "model", "id_dataset", "seed", "detector", "ood_dataset",
     "protocol", "convention", "fpr95", "auroc", "aupr", "aupr_in", "aupr_out", "fpr95_std",
