@@ -151,9 +151,7 @@ class FDBD(Detector):
     needs = ("features", "logits", "head")
     paper = "Liu & Qin, ICML 2024"
     # default and grid: OpenOOD's configs/postprocessors/fdbd.yml (commit 34eb2dbc)
-    distance_as_normalizer = Param(
-        True, grid=(True, False), help="divide by ||h - μ|| (else by ||h||)"
-    )
+    distance_as_normalizer = Param(True, grid=(True, False), help="divide by ‖h - μ‖ (else by ‖h‖)")
 
     def fit(self, train: Outputs) -> Detector:
         self.mean = as_float(train.features).mean(dim=0)
