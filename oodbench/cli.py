@@ -49,6 +49,7 @@ Download = Annotated[
     bool, typer.Option("--download", help="Allow downloading datasets (needs network).")
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Precision = Annotated[str, typer.Option(help="fp32, bf16 (autocast), or auto: bf16 on CUDA only.")]
 ValOod = Annotated[
     list[str] | None,
     typer.Option(help="Validation OOD set, or noise / real / noise+real (repeatable)."),
@@ -141,6 +142,7 @@ def train(
     compile: Annotated[
         bool | None, typer.Option("--compile", help="torch.compile the model.")
     ] = None,
+    precision: Precision = "auto",
     preset: Annotated[
         str | None, typer.Option(help="paper-cifar10 or paper-cifar100: the paper's recipe.")
     ] = None,
@@ -181,6 +183,7 @@ def train(
         val_size=val_size,
         device=device,
         compile=compile,
+        precision=None if precision == "auto" else precision,  # --resume keeps the saved one
         download=download or None,
         root=str(root) if root else None,
     )
@@ -225,6 +228,7 @@ def score(
     runs_dir: RunsDir = Path("runs"),
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 512,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Precision = "fp32",
     root: Root = None,
     download: Download = False,
     overwrite: Annotated[
@@ -243,7 +247,7 @@ def score(
         detectors=tuple(detector or ("energy",)), ood=tuple(ood or ()), protocol=protocol,
         positive=positive, k=k, temperature=temperature, batch_size=batch_size, device=device,
         root=str(root) if root else None, download=download, overwrite=overwrite,
-        params=tuple(param or ()), tune=tune, val_ood=tuple(val_ood or ()),
+        params=tuple(param or ()), tune=tune, val_ood=tuple(val_ood or ()), precision=precision,
     )  # fmt: skip
     result = score_run(cfg, quiet=quiet)
     if result.rank:  # torchrun: only rank 0 reports
@@ -387,6 +391,7 @@ def bench(
         int, typer.Option(help="Training images held out for validation (temperature, tau).")
     ] = 5000,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Precision = "auto",
     root: Root = None,
     download: Download = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted bench.")] = False,
@@ -403,7 +408,7 @@ def bench(
         tau_sweep=_floats(tau_sweep, "--tau-sweep"), detectors=tuple(detector or ("all",)),
         ood=tuple(ood or ()), subset=subset, val_size=val_size, device=device,
         root=str(root) if root else None, download=download, resume=resume, overwrite=overwrite,
-        params=tuple(param or ()), tune=tune, val_ood=tuple(val_ood or ()),
+        params=tuple(param or ()), tune=tune, val_ood=tuple(val_ood or ()), precision=precision,
     )  # fmt: skip
     run_bench(cfg, quiet=quiet)
 

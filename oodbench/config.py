@@ -19,6 +19,8 @@ SCHEDULES = ("cosine", "multistep")
 DEVICES = ("auto", "cpu", "cuda")
 PROTOCOLS = ("full", "paper")
 POSITIVES = ("id", "ood")
+# auto = bf16 autocast on CUDA, fp32 on CPU (what 0.1.0 did); see oodbench.models.precision
+PRECISIONS = ("auto", "fp32", "bf16")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 _PARAM = re.compile(r"^([A-Za-z0-9_-]+)\.([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
 
@@ -83,6 +85,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     compile: bool = False
+    precision: str = "auto"  # 0.1.0 configs (no field) load as auto: fp32 on CPU
     crop_padding: int = 2
     flip: bool = True
     root: str | None = None
@@ -92,6 +95,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_choice("--schedule", self.schedule, SCHEDULES)
         check_choice("--device", self.device, DEVICES)
+        check_choice("--precision", self.precision, PRECISIONS)
         check_positive("--epochs", self.epochs)
         check_positive("--batch-size", self.batch_size)
         check_positive("--lr", self.lr)
@@ -154,12 +158,14 @@ class ScoreConfig:
     paper_draws: int = 10
     paper_seed: int = 0
     params: tuple[str, ...] = ()
+    precision: str = "fp32"  # of extraction; bf16 caches are kept apart from fp32 ones
     tune: bool = False  # --tune: each tunable detector's grid searched on validation data
     val_ood: tuple[str, ...] = ()  # --val-ood sets or groups; empty = scoring.tune.DEFAULT_VAL
 
     def __post_init__(self) -> None:
         check_choice("--protocol", self.protocol, PROTOCOLS)
         check_choice("--positive", self.positive, POSITIVES)
+        check_choice("--precision", self.precision, PRECISIONS)
         check_choice("--device", self.device, DEVICES)
         check_positive("--batch-size", self.batch_size)
         check_positive("paper_draws", self.paper_draws)
@@ -263,11 +269,13 @@ class BenchConfig:
     overwrite: bool = False
     params: tuple[str, ...] = ()  # --param DETECTOR.NAME=VALUE, as in ScoreConfig
     tune: bool = True  # --no-tune keeps the papers' defaults
+    precision: str = "auto"  # training's (TrainConfig.precision); scoring gets bf16 only if bf16
     val_ood: tuple[str, ...] = ()  # as in ScoreConfig
 
     def __post_init__(self) -> None:
         get_preset(self.preset)
         check_choice("--device", self.device, DEVICES)
+        check_choice("--precision", self.precision, PRECISIONS)
         if self.epochs is not None:
             check_positive("--epochs", self.epochs)
         if self.tau is not None:
@@ -296,5 +304,6 @@ class BenchConfig:
             self.preset_spec.recipe
             | {k: v for k, v in given.items() if v is not None}
             | {"subset": self.subset, "val_size": self.val_size, "seed": self.seeds[0],
-               "device": self.device, "root": self.root, "download": self.download}
+               "device": self.device, "root": self.root, "download": self.download,
+               "precision": self.precision}
         )  # fmt: skip

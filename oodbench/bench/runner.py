@@ -135,6 +135,7 @@ def _score(stage: Stage, cfg: BenchConfig, quiet: bool) -> bool:
         device=cfg.device,
         root=cfg.root,
         download=cfg.download,
+        precision="bf16" if cfg.precision == "bf16" else "fp32",  # auto: fp32 extraction
     )
     return len(score_run(score_cfg, quiet=quiet)) > 0
 

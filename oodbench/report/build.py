@@ -13,8 +13,9 @@ import pandas as pd
 
 import oodbench.report.reference as refs
 import oodbench.report.tables as T
+from oodbench.metrics import paired_interval
 from oodbench.report.load import Run, expand, load_runs
-from oodbench.report.spec import SUMMARY_KEYS, Cell, Report, TableSpec, num
+from oodbench.report.spec import SUMMARY_KEYS, Cell, Report, TableSpec, num, num_ci
 from oodbench.runs import SUMMARY
 
 
@@ -37,6 +38,7 @@ def build(
     cells = T.aggregate(with_avg, groups)
     ref = refs.load_reference(reference)
     report = Report(runs, groups, _join_reference(frame, runs, ref), cells, proto, conv, common)
+    report.per_run = with_avg  # per-run rows with Average rows: seeds pair up from here
     _layout(report, ref)
     return report
 
@@ -91,8 +93,11 @@ def _header(report: Report) -> list[str]:
         "↓ lower is better, ↑ higher is better; the best value of each row is in bold.",
         f"Protocol: {T.PROTOCOL_TEXT.get(report.protocol, report.protocol)}.",
         f"Positive class: {T.CONVENTION_TEXT.get(report.convention, report.convention)}.",
-        "± is the std over seeds when a column has several seeds, else the std over the "
-        "protocol's OOD draws (paper protocol); Average rows are the mean over OOD sets.",
+        "[lo, hi] is the 95% interval: with one seed the bootstrap over test samples "
+        "(metrics.csv), with several the t-interval of the mean over seeds; Average rows are "
+        "the mean over OOD sets, their bounds the mean of the sets' bounds (conservative). "
+        "± (only where a row has no interval) is the std over seeds or over the paper "
+        "protocol's OOD draws.",
     ]
 
 
@@ -107,7 +112,8 @@ def _runs_table(report: Report) -> TableSpec:
             + [Cell(num(*s)) if s else Cell("—") for s in stats]
         )
     runs = "; ".join(f"{g.label}: {', '.join(str(r.path) for r in g.runs)}" for g in report.groups)
-    return TableSpec("Runs", columns, rows, notes=[f"Run dirs — {runs}"])
+    notes = [f"Run dirs — {runs}", *_temperature_notes(report.runs)]
+    return TableSpec("Runs", columns, rows, notes=notes)
 
 
 def _group_ref_rows(report: Report, ref: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -147,7 +153,8 @@ def _metric_row(
     for g in report.groups:
         c = found[g.label]
         for m in T.METRIC_COLS:
-            row.append(Cell(num(c[m], c[f"{m}_std"]) if c is not None else "—", g.label in best[m]))
+            text = num_ci(c[m], c[f"{m}_lo"], c[f"{m}_hi"], c[f"{m}_std"]) if c is not None else "—"
+            row.append(Cell(text, g.label in best[m]))
         if g.label in ref_rows:
             hit = refs.lookup(ref_rows[g.label], det, ood)
             if hit is not None:
@@ -210,13 +217,38 @@ def _per_ood_table(
     return TableSpec(f"Detector: {det}", ["OOD set", *_metric_columns(report, ref_rows)], rows)
 
 
-def _delta_cell(metric: str, delta: float, rel: float | None = None) -> Cell:
+SIGNIFICANT = "*"  # a difference whose 95% paired interval over seeds excludes zero
+PAIRED_NOTE = (
+    "✓/✗ give the direction only. [lo, hi] is the 95% paired t-interval of the difference "
+    "over seeds (LogitNorm seed s − CE seed s); * and colour mark a significant difference "
+    "(the interval excludes 0); n/a: one seed, no interval."
+)
+
+
+def _delta_cell(
+    metric: str, delta: float, rel: float | None = None, paired: tuple[float, ...] | None = None
+) -> Cell:
+    """A difference; ``paired``: its interval (lo, hi), () when there is none (one seed), None
+    for a published difference (no interval known): only a significant one gets a colour."""
     better = T.is_better(metric, delta)
     mark = {True: " ✓", False: " ✗", None: ""}[better]
     text = "—" if not np.isfinite(delta) else f"{delta:+.2f}{mark}"
     if rel is not None and np.isfinite(rel):
         text = text.replace(mark, f" ({rel:+.1f}%){mark}") if mark else f"{text} ({rel:+.1f}%)"
-    return Cell(text, tone={True: "good", False: "bad", None: None}[better])
+    if paired is None or not np.isfinite(delta):
+        return Cell(text)
+    if len(paired) != 2 or not np.all(np.isfinite(paired)):
+        return Cell(f"{text} [n/a]")
+    lo, hi = paired
+    if not (lo > 0 or hi < 0):
+        return Cell(f"{text} [{lo:+.2f}, {hi:+.2f}]")
+    return Cell(f"{text} [{lo:+.2f}, {hi:+.2f}]{SIGNIFICANT}",
+                tone={True: "good", False: "bad", None: None}[better])  # fmt: skip
+
+
+def _paired(r: pd.Series, m: str) -> tuple[float, ...]:
+    lo, hi = r.get(f"{m}_delta_lo", np.nan), r.get(f"{m}_delta_hi", np.nan)
+    return (float(lo), float(hi)) if np.isfinite(lo) and np.isfinite(hi) else ()
 
 
 def _pair_tables(
@@ -226,7 +258,7 @@ def _pair_tables(
     used: dict[tuple[str, str], None],
 ) -> list[TableSpec]:
     ce, ln = pair
-    comp = T.comparison(report.cells, ce, ln)
+    comp = T.comparison(report.cells, ce, ln, report.per_run)
     report.comparison = comp
     cols, rows = ["Detector"], []
     for m in T.METRIC_COLS:
@@ -238,14 +270,17 @@ def _pair_tables(
             row += [
                 Cell(num(r[f"{m}_ce"])),
                 Cell(num(r[f"{m}_ln"])),
-                _delta_cell(m, r[f"{m}_delta"]),
+                _delta_cell(m, r[f"{m}_delta"], paired=_paired(r, m)),
             ]
         rows.append(row)
     deltas = TableSpec(
         "OOD detection, average over OOD sets",
         cols,
         rows,
-        notes=["Δ = LogitNorm − CE in points; ✓ = better (FPR95 down, AUROC/AUPR up), ✗ = worse."],
+        notes=[
+            "Δ = LogitNorm − CE in points; ✓ = better (FPR95 down, AUROC/AUPR up), ✗ = worse.",
+            PAIRED_NOTE,
+        ],
     )
     return [deltas, _calibration_table(ce, ln), _changes_table(report, ref, comp, ce, ln, used)]
 
@@ -255,14 +290,34 @@ def _calibration_table(ce: T.Group, ln: T.Group) -> TableSpec:
     for key, label, lower in SUMMARY_KEYS:
         a, b = ce.summary_stat(key), ln.summary_stat(key)
         delta = b[0] - a[0] if a and b else np.nan
+        paired = _paired_summary(ce, ln, key)
         if lower is None:
-            d = Cell(num(delta))
+            d = Cell(num(delta) + (f" [{paired[0]:+.2f}, {paired[1]:+.2f}]" if paired else ""))
         else:
-            d = _delta_cell("fpr95" if lower else "auroc", delta)
+            d = _delta_cell("fpr95" if lower else "auroc", delta, paired=paired)
         rows.append([Cell(label), Cell(num(*a) if a else "—"), Cell(num(*b) if b else "—"), d])
     notes = [f"From {SUMMARY}; ECE uses 15 equal-width bins on the max softmax probability; "
              "T is fitted on the held-out ID validation split, never on the test set."]  # fmt: skip
+    notes += _temperature_notes([*ce.runs, *ln.runs])
     return TableSpec("ID accuracy and calibration", ["", ce.label, ln.label, "Δ"], rows, notes)
+
+
+def _paired_summary(ce: T.Group, ln: T.Group, key: str) -> tuple[float, ...]:
+    """The paired t-interval over seeds of a summary.json number's LogitNorm − CE change."""
+    a = {r.seed: r.summary.get(key) for r in ce.runs}
+    b = {r.seed: r.summary.get(key) for r in ln.runs}
+    diffs = [float(b[s]) - float(a[s]) for s in a if a[s] is not None and b.get(s) is not None]
+    return paired_interval(diffs) or ()
+
+
+def _temperature_notes(runs: list[Run]) -> list[str]:
+    """The runs whose temperature stopped at a bound of its search range (summary.json)."""
+    stuck = [f"{r.label} seed {r.seed}" for r in runs if r.summary.get("temperature_warning")]
+    if not stuck:
+        return []
+    first = next(r.summary["temperature_warning"] for r in runs
+                 if r.summary.get("temperature_warning"))  # fmt: skip
+    return [f"⚠ Temperature at a bound of its search range in {', '.join(stuck)}: {first}."]
 
 
 def _changes_table(
@@ -279,7 +334,7 @@ def _changes_table(
     rows = []
     setting = f"{ce.id_dataset}, {ce.model}"
     for _, r in comp.iterrows():
-        rows.append(_change_row("this report", setting, r["detector"], T.AVERAGE, r))
+        rows.append(_change_row("this report", setting, r["detector"], T.AVERAGE, r, ours=True))
     changes = refs.paper_changes(ref)
     report.changes = changes
     for _, r in changes.iterrows():
@@ -288,16 +343,22 @@ def _changes_table(
         where = ", ".join(x for x in (r["id_dataset"], r["model"]) if x) or "common benchmarks"
         rows.append(_change_row(r["source"], where, r["detector"] or "—", r["ood_dataset"], r))
     notes = ["rel. = (LN − CE) / CE. A published 'delta' row is quoted as the source states it.",
+             "This report's rows carry the paired interval over seeds as above; a published "
+             "change has none here and is never marked significant.",
              "Different data, models and budgets: compare the direction and rough size of the "
              "change, not the absolute values."]  # fmt: skip
     return TableSpec("CE → LogitNorm change: this report vs published", cols, rows, notes)
 
 
-def _change_row(source: str, setting: str, det: str, ood: str, r: pd.Series) -> list[Cell]:
+def _change_row(
+    source: str, setting: str, det: str, ood: str, r: pd.Series, ours: bool = False
+) -> list[Cell]:
+    """``ours``: a change this report measured, shown with its paired interval over seeds."""
     row = [Cell(source), Cell(setting), Cell(str(det)), Cell(str(ood))]
     for m in ("fpr95", "auroc"):
         a, b = r[f"{m}_ce"], r[f"{m}_ln"]
         row.append(Cell(f"{num(a)} → {num(b)}" if np.isfinite(a) else "—"))
         rel = r[f"{m}_rel"]
-        row.append(_delta_cell(m, r[f"{m}_delta"], rel if np.isfinite(rel) else None))
+        paired = _paired(r, m) if ours else None
+        row.append(_delta_cell(m, r[f"{m}_delta"], rel if np.isfinite(rel) else None, paired))
     return row

@@ -22,7 +22,18 @@ CSV_COLUMNS = (
     "run", "label", "loss", "tau", "model", "id_dataset", "seed", "detector", "ood_dataset",
     "protocol", "convention", "fpr95", "auroc", "aupr", "aupr_in", "aupr_out", "fpr95_std",
     "auroc_std", "aupr_std", "n_id", "n_ood", "ref_fpr95", "ref_auroc", "ref_aupr", "ref_source",
+    "fpr95_lo", "fpr95_hi", "auroc_lo", "auroc_hi", "aupr_lo", "aupr_hi", "aupr_in_lo",
+    "aupr_in_hi", "aupr_out_lo", "aupr_out_hi", "n_boot",
 )  # fmt: skip
+# interval columns come last: readers of the earlier columns by position still work
+INTERVALS_TEXT = (
+    "<m>_lo/<m>_hi: 95% interval in percent. rows: percentile bootstrap over test samples "
+    "(n_boot stratified resamples, seeded by the row's key). cells: that interval with one seed "
+    "(ci_over 'bootstrap'), the t-interval of the mean over seeds with several ('seeds'); "
+    "Average cells: mean of the sets' bounds. comparison: <m>_delta_lo/_hi, the paired "
+    "t-interval over seeds of LogitNorm − CE (NaN with one seed, n_pairs < 2); <m>_significant "
+    "is true only when it excludes 0"
+)
 
 
 def check_format(fmt: str) -> str:
@@ -143,6 +154,7 @@ def to_json(report: Report) -> str:
         "convention": report.convention,
         "units": "percent",
         "aupr": "AUPR of the positive class (AUPR-In if id-positive, AUPR-Out if ood-positive)",
+        "intervals": INTERVALS_TEXT,
         "groups": report.groups_json(),
         "cells": _records(report.cells),
         "comparison": _records(report.comparison),

@@ -48,6 +48,14 @@ def num(value: Any, std: Any = None, digits: int = 2) -> str:
     return text
 
 
+def num_ci(value: Any, lo: Any, hi: Any, std: Any = None, digits: int = 2) -> str:
+    """'12.34 [11.02, 13.71]' with a 95% interval, else ``num(value, std)`` ('12.34 ± 0.56')."""
+    finite = [isinstance(x, float | int) and math.isfinite(x) for x in (value, lo, hi)]
+    if not all(finite):
+        return num(value, std, digits)
+    return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
 @dataclass
 class Report:
     runs: list[Run]
@@ -58,6 +66,7 @@ class Report:
     convention: str
     common_oods: dict[str, list[str]]
     comparison: pd.DataFrame | None = None
+    per_run: pd.DataFrame | None = None  # tidy rows per run plus Average rows (seed pairing)
     changes: pd.DataFrame | None = None
     header: list[str] = field(default_factory=list)
     sections: list[tuple[str, list[TableSpec]]] = field(default_factory=list)

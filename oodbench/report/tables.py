@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from oodbench.errors import UserError
+from oodbench.metrics import paired_interval
 from oodbench.report.load import Run
 from oodbench.runs import ood_means
 from oodbench.train.losses import LOSSES
@@ -19,6 +20,7 @@ from oodbench.train.losses import LOSSES
 METRIC_COLS = ("fpr95", "auroc", "aupr")
 LOWER_IS_BETTER = {"fpr95": True, "auroc": False, "aupr": False}
 METRIC_NAMES = {"fpr95": "FPR95", "auroc": "AUROC", "aupr": "AUPR"}
+ENDS = ("lo", "hi")  # <metric>_lo, <metric>_hi: the 95% interval of a value, in percent
 AVERAGE = "Average"
 PROTOCOL_TEXT = {
     "paper": "paper (each OOD set subsampled to |ID|/5, mean over 10 draws)",
@@ -133,14 +135,23 @@ def add_aupr(frame: pd.DataFrame) -> pd.DataFrame:
     id_pos = frame["convention"] == "id-positive"
     frame = frame.copy()
     frame["aupr"] = np.where(id_pos, frame["aupr_in"], frame["aupr_out"])
-    frame["aupr_std"] = np.where(
-        id_pos, frame.get("aupr_in_std", np.nan), frame.get("aupr_out_std", np.nan)
-    )
+    for suffix in ("std", *ENDS):
+        frame[f"aupr_{suffix}"] = np.where(
+            id_pos, frame.get(f"aupr_in_{suffix}", np.nan), frame.get(f"aupr_out_{suffix}", np.nan)
+        )
     return frame
 
 
+def interval_cols(metrics: tuple[str, ...] = METRIC_COLS) -> list[str]:
+    return [f"{m}_{end}" for m in metrics for end in ENDS]
+
+
 def with_averages(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
-    """Add one Average row per (run, detector), over the OOD sets every run has for it."""
+    """Add one Average row per (run, detector), over the OOD sets every run has for it.
+
+    Its interval is the mean of the sets' bounds: exact if the sets' errors were perfectly
+    correlated, wider than the bootstrap of the mean otherwise (they share the ID scores), so
+    conservative. A run without intervals (older metrics.csv) has NaN bounds."""
     rows, common_sets = [], {}
     for det, sub in frame.groupby("detector", sort=False):
         per_run = sub.groupby("run")["ood_dataset"].apply(set)
@@ -150,7 +161,8 @@ def with_averages(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str
             continue
         rows_in = sub[sub["ood_dataset"].isin(common)]
         proto, conv = rows_in["protocol"].iloc[0], rows_in["convention"].iloc[0]  # one of each
-        means = ood_means(rows_in, proto, conv, values=METRIC_COLS, by=["run"], sort=False)
+        values = [*METRIC_COLS, *(c for c in interval_cols() if c in rows_in.columns)]
+        means = ood_means(rows_in, proto, conv, values=values, by=["run"], sort=False)
         first = rows_in.groupby("run", sort=False).first()
         for run, values in means.iterrows():
             row = first.loc[run].to_dict() | values.to_dict()
@@ -161,7 +173,9 @@ def with_averages(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str
 
 
 def aggregate(frame: pd.DataFrame, groups: list[Group]) -> pd.DataFrame:
-    """One row per (group, detector, OOD set): mean, std and what the std is over."""
+    """One row per (group, detector, OOD set): mean, std and what the std is over, and the 95%
+    interval (``m_lo``, ``m_hi``) and what it is over (``ci_over``): the run's bootstrap
+    interval with one seed, the t-interval of the mean over seeds with several."""
     run_to_group = {str(r.path): g.label for g in groups for r in g.runs}
     frame = frame.assign(group=frame["run"].map(run_to_group))
     records = []
@@ -176,11 +190,30 @@ def aggregate(frame: pd.DataFrame, groups: list[Group]) -> pd.DataFrame:
                 rec[f"{m}_std"] = float(draw_std.iloc[0]) if draw_std is not None else np.nan
                 if not np.isnan(rec[f"{m}_std"]):
                     rec["std_over"] = "draws"
+            rec |= _interval(sub, m)
+        rec["ci_over"] = _ci_over(rec, len(sub))
         records.append(rec)
     out = pd.DataFrame(records)
-    if "std_over" not in out.columns:
-        out["std_over"] = None
+    for col in ("std_over", "ci_over"):
+        if col not in out.columns:
+            out[col] = None
     return out
+
+
+def _interval(sub: pd.DataFrame, m: str) -> dict[str, float]:
+    if len(sub) > 1:
+        found = paired_interval(sub[m].to_numpy(dtype=float))
+        lo, hi = found if found else (np.nan, np.nan)
+    else:
+        lo, hi = (float(sub[f"{m}_{end}"].iloc[0]) if f"{m}_{end}" in sub else np.nan
+                  for end in ENDS)  # fmt: skip
+    return {f"{m}_lo": lo, f"{m}_hi": hi}
+
+
+def _ci_over(rec: dict, n: int) -> str | None:
+    if all(np.isnan(rec[c]) for c in interval_cols()):
+        return None
+    return "seeds" if n > 1 else "bootstrap"
 
 
 def cell(cells: pd.DataFrame, group: str, detector: str, ood: str) -> pd.Series | None:
@@ -208,8 +241,37 @@ def ce_logitnorm_pair(groups: list[Group]) -> tuple[Group, Group] | None:
     return None
 
 
-def comparison(cells: pd.DataFrame, ce: Group, ln: Group) -> pd.DataFrame:
-    """Per detector, on the average over OOD sets: CE, LogitNorm, delta and relative delta."""
+def paired_differences(
+    per_run: pd.DataFrame, base: Group, other: Group, detector: str, ood: str = AVERAGE
+) -> dict[str, object]:
+    """``other`` − ``base`` paired by seed on one (detector, OOD set) of ``per_run`` (rows per
+    run, e.g. ``with_averages``' frame): per metric ``m_delta_lo``, ``m_delta_hi`` (95%
+    t-interval of the mean paired difference; NaN with fewer than two pairs) and
+    ``m_significant`` (the interval excludes zero; None when there is no interval), and
+    ``n_pairs``, the seeds both groups ran."""
+    rows = per_run[(per_run["detector"] == detector) & (per_run["ood_dataset"] == ood)]
+    by_seed = [{r.seed: str(r.path) for r in g.runs} for g in (base, other)]
+    seeds = sorted(set(by_seed[0]) & set(by_seed[1]), key=str)
+    values = rows.set_index("run")
+    out: dict[str, object] = {"n_pairs": len(seeds)}
+    for m in METRIC_COLS:
+        diffs = [
+            float(values.loc[by_seed[1][s], m]) - float(values.loc[by_seed[0][s], m])
+            for s in seeds
+            if by_seed[0][s] in values.index and by_seed[1][s] in values.index
+        ]
+        found = paired_interval(diffs)
+        lo, hi = found if found else (np.nan, np.nan)
+        out |= {f"{m}_delta_lo": lo, f"{m}_delta_hi": hi}
+        out[f"{m}_significant"] = None if found is None else bool(lo > 0 or hi < 0)
+    return out
+
+
+def comparison(
+    cells: pd.DataFrame, ce: Group, ln: Group, per_run: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Per detector, on the average over OOD sets: CE, LogitNorm, delta and relative delta,
+    and with ``per_run`` the paired interval of each delta (``paired_differences``)."""
     avg = cells[cells["ood_dataset"] == AVERAGE]
     rows = []
     for det in avg["detector"].unique():
@@ -221,6 +283,8 @@ def comparison(cells: pd.DataFrame, ce: Group, ln: Group) -> pd.DataFrame:
             row[f"{m}_ce"], row[f"{m}_ln"] = a[m], b[m]
             row[f"{m}_delta"] = b[m] - a[m]
             row[f"{m}_rel"] = (b[m] - a[m]) / a[m] * 100 if a[m] else np.nan
+        if per_run is not None:
+            row |= paired_differences(per_run, ce, ln, str(det))
         rows.append(row)
     return pd.DataFrame(rows)
 

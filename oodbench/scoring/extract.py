@@ -21,6 +21,7 @@ from oodbench.data.augment import normalize
 from oodbench.data.imageset import ImageSet
 from oodbench.errors import UserError
 from oodbench.io import atomic_write_with, file_lock
+from oodbench.models import precision as amp
 from oodbench.models.outputs import Outputs
 from oodbench.runs import cache_file, cache_lock
 
@@ -130,20 +131,24 @@ def extract(
     like: ImageSet | None = None,
     progress: Progress | None = None,
     rows: range | None = None,
+    *,
+    precision: str = "fp32",
 ) -> Outputs:
     """One inference-mode pass: features = forward_head(forward_features(x), pre_logits=True),
     logits = classifier(features). Results are written into preallocated CPU tensors.
 
     ``rows`` limits the pass to that range of ``data`` (a rank's shard, see scoring.sharded).
+    ``precision`` bf16 runs the network under bf16 autocast (outputs are stored as float32).
     """
     if len(data) == 0:
         raise UserError(f"dataset {data.name!r} has zero samples; nothing to score")
     rows = range(len(data)) if rows is None else rows
     net = inference_model(model)
     device = next(net.parameters()).device
+    precision = amp.resolve(precision, device)
     channels_last = _has_conv(net)
     logits = features = None
-    with torch.inference_mode():
+    with torch.inference_mode(), amp.autocast(precision, device):
         for start, chunk in batches(data, batch_size, like, rows):
             x = normalize(chunk.images.to(device, non_blocking=True), mean, std)
             if channels_last:
@@ -205,6 +210,8 @@ def valid_cache(path: Path, expected: dict[str, str]) -> Outputs | None:
         meta = read_metadata(path)
         if any(meta.get(k) != v for k, v in expected.items()):
             return None
+        if meta.get("precision", "fp32") != expected.get("precision", "fp32"):
+            return None  # an fp32 pass never reuses a bf16 cache, nor the other way round
         return read_outputs(path)
     except (SafetensorError, OSError, ValueError, RuntimeError, UserError):
         from oodbench.console import stderr
@@ -219,14 +226,17 @@ def cache_expectation(
     std: tuple[float, ...],
     model_hash: str,
     like: ImageSet | None = None,
+    precision: str = "fp32",
 ) -> dict[str, str]:
-    """The metadata a valid cache file for these inputs carries."""
+    """The metadata a valid cache file for these inputs carries (fp32 files carry no
+    ``precision``, as before 0.2, so their caches stay valid)."""
     geometry = (like.channels, *like.size) if like is not None else (data.channels, *data.size)
-    return {
+    expected = {
         "format": CACHE_FORMAT,
         "weights_hash": model_hash,
         "data_hash": data_hash(data, mean, std, geometry),
     }
+    return expected | ({"precision": precision} if precision != "fp32" else {})
 
 
 def cached_outputs(
@@ -243,6 +253,7 @@ def cached_outputs(
     *,
     compute: Callable[[], Outputs | None] | None = None,
     on_lookup: Callable[[bool], None] | None = None,
+    precision: str = "fp32",
 ) -> tuple[Outputs, bool]:
     """Outputs for ``data`` from ``cache_dir/<key>.safetensors`` or one forward pass.
 
@@ -250,7 +261,11 @@ def cached_outputs(
     rather than repeat the same forward pass. ``compute`` replaces the forward pass (the
     torchrun path shards it) and ``on_lookup(hit)`` hears the decision before it runs.
     """
-    expected = cache_expectation(data, mean, std, model_hash, like)
+    precision = amp.resolve(precision, next(model.parameters()).device)  # auto -> fp32/bf16
+    if precision != "fp32":  # its own folder: fp32 files stay where 0.1.0 readers look
+        cache_dir = cache_dir / precision
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    expected = cache_expectation(data, mean, std, model_hash, like, precision)
     path = cache_file(cache_dir, key)
     with file_lock(cache_lock(cache_dir, key)):  # hidden lock file beside the cache
         hit = valid_cache(path, expected)
@@ -259,7 +274,7 @@ def cached_outputs(
         if hit is not None:
             return hit, True
         if compute is None:
-            out = extract(model, data, mean, std, batch_size, like, progress)
+            out = extract(model, data, mean, std, batch_size, like, progress, precision=precision)
         else:
             out = compute()
             assert out is not None  # the caller's compute returns the outputs here

@@ -25,6 +25,7 @@ from oodbench import metrics
 from oodbench.config import ScoreConfig, TrainConfig
 from oodbench.data.imageset import ImageSet
 from oodbench.detectors import Detector
+from oodbench.models.precision import resolve as resolve_precision
 from oodbench.runs import (
     COLUMNS,
     VALUES,
@@ -144,7 +145,7 @@ class Run:
             out, hit = cached_outputs(
                 self.dir.cache, key, self.model, data, self.mean, self.std,
                 self.model_hash, self.cfg.batch_size, like,
-                tracker(self.bar, f"extract {key}", len(data)),
+                tracker(self.bar, f"extract {key}", len(data)), precision=self.cfg.precision,
             )  # fmt: skip
             self.hashes[key] = self._data_hash(key, data, like)
             if hit:
@@ -168,6 +169,7 @@ def load(cfg: ScoreConfig, bar: Progress) -> Run:
 
     run_dir = resolve_run_dir(cfg)
     model, train_cfg, info = load_run(run_dir.path, resolve_device(cfg.device))
+    resolve_precision(cfg.precision, next(model.parameters()).device)  # fail before any data
     mean, std = tuple(info["mean"]), tuple(info["std"])
     model_hash = info.get("weights_sha256") or weights_hash(model)
     # The ID test split is loaded by score_local after the selection step (scoring.tune),

@@ -71,14 +71,16 @@ def extract_sharded(
     batch_size: int = 512,
     like: ImageSet | None = None,
     progress: Progress | None = None,
+    precision: str = "fp32",
 ) -> Outputs | None:
     """The same Outputs as ``extract`` on rank 0 (None on the other ranks)."""
     if ctx.world == 1:
-        return extract(model, data, mean, std, batch_size, like, progress)
+        return extract(model, data, mean, std, batch_size, like, progress, precision=precision)
     rows = [shard_rows(len(data), batch_size, r, ctx.world) for r in range(ctx.world)]
     mine = rows[ctx.rank]
     if len(mine):
-        part = extract(model, data, mean, std, batch_size, like, progress, rows=mine)
+        part = extract(model, data, mean, std, batch_size, like, progress, rows=mine,
+                       precision=precision)  # fmt: skip
         widths = [part.logits.shape[1], part.features.shape[1]]
     else:
         part, widths = None, [0, 0]
@@ -120,12 +122,13 @@ def prefetch(cfg: ScoreConfig, ctx: Dist, detectors: list[Detector], quiet: bool
             advance = inputs.tracker(bar, f"extract {key} (rank {ctx.rank})", len(data))
 
             def sharded() -> Outputs | None:  # the Outputs on rank 0, None elsewhere
-                return extract_sharded(ctx, model, data, mean, std, cfg.batch_size, like, advance)
+                return extract_sharded(ctx, model, data, mean, std, cfg.batch_size, like, advance,
+                                       cfg.precision)  # fmt: skip
 
             if ctx.main:
                 cached_outputs(run.cache, key, model, data, mean, std, model_hash,
                                compute=sharded, on_lookup=lambda hit: broadcast(ctx, hit),
-                               like=like)  # fmt: skip
+                               like=like, precision=cfg.precision)  # fmt: skip
             elif not broadcast(ctx, None):
                 sharded()
             dist.barrier()  # the file exists for every rank from here on

@@ -9,6 +9,7 @@ Metrics are summed on the device and read once per progress refresh, not per ste
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from oodbench.config import TrainConfig
 from oodbench.data.augment import crop_flip, normalize
 from oodbench.errors import EnvironmentFault, UserError
 from oodbench.models import check_model_name
+from oodbench.models import precision as amp
 from oodbench.train import checkpoint as ck
 from oodbench.train import losses
 from oodbench.train.log import Progress, environment, rng_states, set_rng_states
@@ -78,13 +80,13 @@ class Loop:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     batch: int  # images per rank per step
     steps: int  # steps per epoch
+    precision: str = "fp32"  # resolved: fp32 or bf16 (autocast)
     history: list[dict[str, float]] = field(default_factory=list)
     stop_requested: bool = False
 
     @property
-    def autocast(self) -> torch.autocast:
-        cuda = self.ctx.device.type == "cuda"
-        return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=cuda)
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        return amp.autocast(self.precision, self.ctx.device)
 
     def step(self, plan: tuple[torch.Tensor, ...], epoch: int, s: int, sums: torch.Tensor) -> None:
         index, dy, dx, flips = (t[s * self.batch : (s + 1) * self.batch] for t in plan)
@@ -104,6 +106,8 @@ class Loop:
         if self.loss.needs_features:
             (features, logits), fc = logits, self.net.get_classifier()
             head = (fc.weight, fc.bias)
+            features = features.float()  # no-op in fp32; the loss never sees bf16
+        logits = logits.float()
         loss = self.loss(logits, targets, features=features, head=head)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -159,6 +163,7 @@ class Loop:
 
 
 def build_loop(cfg: TrainConfig, ctx: distributed.Dist, run_dir: Path) -> Loop:
+    precision = amp.resolve(cfg.precision, ctx.device)  # before loading data: fail fast
     data = load_data(cfg, ctx.device)
     arch = ck.Arch(cfg.model, data.info["num_classes"], data.info["in_chans"],
                    data.info["img_size"])  # fmt: skip
@@ -194,6 +199,7 @@ def build_loop(cfg: TrainConfig, ctx: distributed.Dist, run_dir: Path) -> Loop:
         scheduler=scheduler,
         batch=batch,
         steps=steps,
+        precision=precision,
     )
 
 
@@ -348,6 +354,7 @@ def _train(
     if ctx.main:
         ck.clean_temp_files(run_dir)
         config = cfg.to_json() | loop.data.info | loop.arch.to_json() | environment(ctx)
+        config["precision_resolved"] = loop.precision
         ck.write_config(run_dir, config)
     epoch, start, partial = 0, 0, None
     if state is not None:
