@@ -320,33 +320,19 @@ def _floats(text: str | None, flag: str) -> tuple[float, ...]:
 
 @app.command("import")
 def import_(
-    weights: Annotated[
-        Path, typer.Argument(help="Checkpoint: .safetensors, or a PyTorch state dict (.pt/.pth).")
-    ],
-    model: Annotated[
-        str, typer.Option(help="Architecture: any timm model name, or small_cnn, wrn_40_2, ...")
-    ],
-    dataset: Annotated[
-        str, typer.Option(help="The ID set it was trained on: a dataset name or folder:PATH.")
-    ],
-    name: Annotated[
-        str | None, typer.Option(help="Run name \\[default: <file stem>-imported].")
-    ] = None,
-    loss: Annotated[
-        str, typer.Option(help="What it was trained with, for the report's labels.")
-    ] = "imported",
-    runs_dir: RunsDir = Path("runs"),
-    root: Root = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing run dir.")
-    ] = False,
-) -> None:
+    weights: Annotated[Path, typer.Argument(help="A .safetensors file or a PyTorch state dict.")],
+    model: Annotated[str, typer.Option(help="Any timm model name, or small_cnn, wrn_40_2, ...")],
+    dataset: Annotated[str, typer.Option(help="Its ID set: a dataset name or folder:PATH.")],
+    name: Annotated[str | None, typer.Option(help="Run name (default: <stem>-imported).")] = None,
+    loss: Annotated[str, typer.Option(help="What it was trained with (a label).")] = "imported",
+    runs_dir: RunsDir = Path("runs"), root: Root = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run dir.")] = False,
+) -> None:  # fmt: skip
     """Make a run dir from a checkpoint trained elsewhere, ready for score and report."""
     from oodbench.train.importing import ImportRequest, import_checkpoint
 
-    req = ImportRequest(weights=weights, model=model, dataset=dataset, name=name,
-                        runs_dir=runs_dir, loss=loss, root=str(root) if root else None,
-                        overwrite=overwrite)  # fmt: skip
+    where = str(root) if root else None
+    req = ImportRequest(weights, model, dataset, name, runs_dir, loss, where, overwrite)
     typer.echo(str(import_checkpoint(req)))
 
 
@@ -377,6 +363,10 @@ def bench(
     tau_sweep: Annotated[
         str | None, typer.Option(help="Comma-separated taus: one LogitNorm run per tau.")
     ] = None,
+    losses: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated losses, one run each (default: ce,logitnorm)."),
+    ] = None,
     detector: Annotated[
         list[str] | None, typer.Option("--detector", "-d", help="Detectors (default: all).")
     ] = None,
@@ -388,8 +378,9 @@ def bench(
     val_ood: ValOod = None,
     subset: Annotated[int | None, typer.Option(help="Train on the first N images.")] = None,
     val_size: Annotated[
-        int, typer.Option(help="Training images held out for validation (temperature, tau).")
-    ] = 5000,
+        int | None,
+        typer.Option(help="Training images held out for validation \\[default: preset's].")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Precision = "auto",
     root: Root = None,
@@ -409,6 +400,7 @@ def bench(
         ood=tuple(ood or ()), subset=subset, val_size=val_size, device=device,
         root=str(root) if root else None, download=download, resume=resume, overwrite=overwrite,
         params=tuple(param or ()), tune=tune, val_ood=tuple(val_ood or ()), precision=precision,
+        losses=tuple(x.strip() for x in (losses or "").split(",") if x.strip()),
     )  # fmt: skip
     run_bench(cfg, quiet=quiet)
 

@@ -4,6 +4,7 @@ Layout under ``--out`` (default ``runs/bench``):
   one seed:    ce/, logitnorm/                      (+ report.md, plots/)
   many seeds:  seed0/ce/, seed0/logitnorm/, seed1/...
   tau sweep:   ce/, logitnorm-t0.01/, logitnorm-t0.04/, ...  (+ tau_sweep.csv)
+  --losses:    one folder per loss, ce/, t2fnorm/, ... (the report adds the loss x detector matrix)
 Every stage is resumable: finished trainings and finished (detector, OOD set) rows are kept.
 """
 
@@ -49,6 +50,13 @@ def plan(cfg: BenchConfig) -> list[Stage]:
 
 
 def _runs_for(cfg: BenchConfig, base: TrainConfig) -> list[tuple[str, TrainConfig]]:
+    if cfg.losses:  # the loss x detector study: one run per loss, same recipe and seed
+        # the preset's (or --tau) tau is LogitNorm's; every other loss keeps its own defaults
+        tau = {"tau": base.loss_params["tau"]} if "tau" in base.loss_params else {}
+        return [
+            (name, replace(base, loss=name, loss_params=tau if name == "logitnorm" else {}))
+            for name in cfg.losses
+        ]
     runs = [("ce", replace(base, loss="ce"))]
     if cfg.tau_sweep:
         runs += [
@@ -90,7 +98,9 @@ def _check_names(cfg: BenchConfig) -> None:
     from oodbench.data import DATASETS
     from oodbench.scoring.run import build_detectors
 
-    build_detectors(ScoreConfig(detectors=cfg.detectors, params=cfg.params))
+    build_detectors(ScoreConfig(detectors=cfg.detectors, params=cfg.detector_params()))
+    for name in cfg.losses:
+        losses.LOSSES.get(name)
     for name in cfg.ood_sets():
         DATASETS.get(name)
 
@@ -128,7 +138,7 @@ def _score(stage: Stage, cfg: BenchConfig, quiet: bool) -> bool:
     score_cfg = ScoreConfig(
         run_dir=str(stage.run_dir),
         detectors=cfg.detectors,
-        params=cfg.params,
+        params=cfg.detector_params(),
         ood=cfg.ood_sets(),
         protocol="paper",
         positive="id",
@@ -161,8 +171,8 @@ def _average(run_dir: Path) -> pd.DataFrame:
 def headline(run_dirs: list[Path]) -> dict[str, dict[str, float]]:
     """Per loss (mean over seeds): MSP and best-detector average FPR95/AUROC, and ID accuracy."""
     by_loss: dict[str, list[Path]] = {}
-    for run_dir in run_dirs:
-        by_loss.setdefault("logitnorm" if "logitnorm" in run_dir.name else "ce", []).append(run_dir)
+    for run_dir in run_dirs:  # the loss from config.json ("elogitnorm" contains "logitnorm")
+        by_loss.setdefault(str(RunDir(run_dir).read_config().get("loss", "ce")), []).append(run_dir)
     avg = {loss: sum(_average(d) for d in dirs) / len(dirs) for loss, dirs in by_loss.items()}
     acc = {
         loss: sum(RunDir(d).read_summary()["id_accuracy"] for d in dirs) / len(dirs)

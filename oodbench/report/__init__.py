@@ -16,6 +16,7 @@ from oodbench.report.build import Report, build
 from oodbench.report.formats import (
     FORMATS,
     check_format,
+    matrix_csv,
     rich_renderable,
     to_csv,
     to_json,
@@ -61,6 +62,9 @@ def render(
         text = _text(report, fmt, out)
     if out is not None:
         atomic_write_text(out, text)
+        matrix = matrix_csv(report)
+        if fmt == "csv" and matrix is not None:  # a second table, its own file: X.matrix.csv
+            atomic_write_text(out.with_suffix(".matrix.csv"), matrix)
     elif fmt == "rich":
         from oodbench.console import stdout
 
@@ -90,7 +94,13 @@ def _plots(report: Report, folder: Path, detector: str) -> list[tuple[str, Path]
     if detector not in report.detectors:
         detector = report.detectors[0]  # the asked-for detector was filtered out: use the first
     oods = list(dict.fromkeys(report.tidy.loc[report.tidy["detector"] == detector, "ood_dataset"]))
-    return write_plots(report.groups, oods, detector, folder)
+    made = write_plots(report.groups, oods, detector, folder)
+    if report.matrix is not None:
+        from oodbench.report.plots import loss_heatmap
+
+        heatmap = loss_heatmap(report.matrix, folder / "loss_detector_heatmap.png")
+        made += [("Loss × detector: change vs CE", heatmap)] if heatmap else []
+    return made
 
 
 def _text(report: Report, fmt: str, out: Path | None) -> str:
