@@ -207,6 +207,9 @@ _PAPER_RECIPE: dict[str, Any] = {
     "weight_decay": 5e-4,
     "tau": 0.04,
     "crop_padding": 4,
+    # The paper trains on all 50,000 images: no hold-out unless --val-size N asks for one (then
+    # temperature scaling and --tune have an ID validation split; see docs/training.md).
+    "val_size": 0,
 }
 # TrainConfig fields each `--preset` sets, shared by `oodbench train` and `oodbench bench`.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
@@ -221,6 +224,9 @@ class Preset:
 
     recipe: dict[str, Any]
     ood: tuple[str, ...]  # empty = the offline OOD sets
+    # --param defaults of the setting: the KNN paper (Sun et al., ICML 2022) uses k = 50 for
+    # CIFAR-10 and k = 200 for CIFAR-100; a --param the user types wins.
+    params: tuple[str, ...] = ()
 
 
 def offline_ood() -> tuple[str, ...]:
@@ -237,8 +243,8 @@ _OFFLINE_RECIPE = {"dataset": "fashion-mnist", "model": "small_cnn", "epochs": O
                    "tau": OFFLINE_TAU, "schedule": "cosine", "crop_padding": 2}  # fmt: skip
 PRESETS: dict[str, Preset] = {
     "offline": Preset(_OFFLINE_RECIPE, ()),
-    "paper-cifar10": Preset(TRAIN_PRESETS["paper-cifar10"], PAPER_OOD),
-    "paper-cifar100": Preset(TRAIN_PRESETS["paper-cifar100"], PAPER_OOD),
+    "paper-cifar10": Preset(TRAIN_PRESETS["paper-cifar10"], PAPER_OOD, ("knn.k=50",)),
+    "paper-cifar100": Preset(TRAIN_PRESETS["paper-cifar100"], PAPER_OOD, ("knn.k=200",)),
 }
 
 
@@ -261,7 +267,7 @@ class BenchConfig:
     detectors: tuple[str, ...] = ("all",)
     ood: tuple[str, ...] = ()
     subset: int | None = None
-    val_size: int = 5000
+    val_size: int | None = None  # None: the preset's (5,000 offline, 0 for the paper presets)
     device: str = "auto"
     root: str | None = None
     download: bool = False
@@ -271,9 +277,21 @@ class BenchConfig:
     tune: bool = True  # --no-tune keeps the papers' defaults
     precision: str = "auto"  # training's (TrainConfig.precision); scoring gets bf16 only if bf16
     val_ood: tuple[str, ...] = ()  # as in ScoreConfig
+    # --losses: names in the loss registry (checked by the bench stage); empty = CE and LogitNorm
+    losses: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         get_preset(self.preset)
+        if len(set(self.losses)) != len(self.losses):
+            raise UserError(f"--losses has duplicates: {', '.join(self.losses)}")
+        if self.losses and self.tau_sweep:
+            raise UserError("--losses and --tau-sweep are two different studies; pass one")
+        if self.tune and self.train_config().val_size == 0:
+            raise UserError(
+                f"--tune chooses on the ID validation split, and --preset {self.preset} holds "
+                "none out (the paper trains on every image): pass --val-size 5000, or --no-tune "
+                "for the papers' detector defaults"
+            )
         check_choice("--device", self.device, DEVICES)
         check_choice("--precision", self.precision, PRECISIONS)
         if self.epochs is not None:
@@ -298,12 +316,19 @@ class BenchConfig:
     def ood_sets(self) -> tuple[str, ...]:
         return self.ood or self.preset_spec.ood or offline_ood()
 
+    def detector_params(self) -> tuple[str, ...]:
+        """The preset's --param defaults (KNN's k) under the ones the user typed."""
+        typed = {split_param(t)[:2] for t in self.params}
+        kept = tuple(t for t in self.preset_spec.params if split_param(t)[:2] not in typed)
+        return kept + self.params
+
     def train_config(self) -> TrainConfig:
         given = {"epochs": self.epochs, "tau": self.tau}
         return TrainConfig.from_json(
             self.preset_spec.recipe
             | {k: v for k, v in given.items() if v is not None}
-            | {"subset": self.subset, "val_size": self.val_size, "seed": self.seeds[0],
+            | ({} if self.val_size is None else {"val_size": self.val_size})
+            | {"subset": self.subset, "seed": self.seeds[0],
                "device": self.device, "root": self.root, "download": self.download,
                "precision": self.precision}
         )  # fmt: skip

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import oodbench.report.matrix as M
 import oodbench.report.reference as refs
 import oodbench.report.tables as T
 from oodbench.metrics import paired_interval
@@ -80,6 +81,9 @@ def _layout(report: Report, ref: pd.DataFrame) -> None:
         sections.append(
             (f"{pair[0].label} vs {pair[1].label}", _pair_tables(report, ref, pair, used))
         )
+    if M.wanted(report.groups):  # several losses: which loss, with which detector?
+        report.matrix = M.loss_matrix(report.tidy, report.groups)
+        sections.append(("Loss × detector matrix", M.matrix_tables(report.matrix)))
     detail = [_per_ood_table(report, ref, det, used) for det in report.detectors]
     sections.append(("Per OOD set", detail))
     report.sections = sections

@@ -135,6 +135,13 @@ def to_csv(report: Report) -> str:
     return frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
 
 
+def matrix_csv(report: Report) -> str | None:
+    """The loss x detector matrix as CSV (one row per loss and detector), if the report has one."""
+    if report.matrix is None:
+        return None
+    return report.matrix.frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
+
+
 def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
     if frame is None or frame.empty:
         return []
@@ -158,6 +165,7 @@ def to_json(report: Report) -> str:
         "groups": report.groups_json(),
         "cells": _records(report.cells),
         "comparison": _records(report.comparison),
+        "matrix": _records(report.matrix.frame if report.matrix is not None else None),
         "paper_changes": _records(report.changes),
         "rows": _records(report.tidy),
         "references": [{"source": s, "note": n} for s, n in report.references],

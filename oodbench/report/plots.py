@@ -1,4 +1,5 @@
-"""The pictures the paper argues with: score histograms, ROC curves, logit norm, reliability.
+"""The pictures the paper argues with: score histograms, ROC curves, logit norm, reliability,
+and the loss x detector heatmap.
 
 matplotlib on the Agg backend, PNG at 150 dpi, each file written atomically. Each plot uses the
 first run (lowest seed) of a column, and says so in its title when a column has several seeds.
@@ -20,6 +21,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 from oodbench.io import atomic_write_with  # noqa: E402
 from oodbench.metrics import ece, softmax  # noqa: E402
 from oodbench.report.load import Run, read_history, read_scores, read_test_logits  # noqa: E402
+from oodbench.report.matrix import Matrix  # noqa: E402
 from oodbench.report.tables import Group  # noqa: E402
 
 DPI = 150
@@ -189,3 +191,41 @@ def write_plots(
         ("Reliability diagram", reliability(groups, out_dir / "reliability.png")),
     ]
     return [(title, path) for title, path in made if path is not None]
+
+
+def loss_heatmap(matrix: Matrix | None, path: Path) -> Path | None:
+    """Losses as rows, detectors as columns; colour = change vs CE (green better, red worse,
+    both metrics oriented so), the number printed in each cell, significant cells outlined
+    and starred."""
+    if matrix is None or matrix.baseline is None:
+        return None
+    losses = [g for g in matrix.labels if g != matrix.baseline]
+    dets = matrix.detectors
+    if not losses or not dets:
+        return None
+    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.55 * len(dets) + 2.5),
+                                            1.2 + 0.9 * len(losses) * 2 + 1.6))  # fmt: skip
+    for ax, metric, sign in ((axes[0], "fpr95", -1.0), (axes[1], "auroc", 1.0)):
+        delta = np.array([[matrix.value(g, d, f"{metric}_delta") for d in dets] for g in losses])
+        sig = np.array([[bool(matrix.value(g, d, f"{metric}_significant")) for d in dets]
+                        for g in losses])  # fmt: skip
+        better = sign * delta  # > 0 is an improvement for both metrics
+        limit = float(np.nanmax(np.abs(better))) if np.isfinite(better).any() else 1.0
+        image = ax.imshow(better, cmap="RdYlGn", vmin=-limit or -1, vmax=limit or 1,
+                          aspect="auto")  # fmt: skip
+        for i in range(len(losses)):
+            for j in range(len(dets)):
+                if np.isfinite(delta[i, j]):
+                    star = "*" if sig[i, j] else ""
+                    ax.text(j, i, f"{delta[i, j]:+.1f}{star}", ha="center", va="center",
+                            fontsize=7, fontweight="bold" if sig[i, j] else "normal")  # fmt: skip
+                    if sig[i, j]:
+                        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=1.5))
+        ax.set_yticks(range(len(losses)), losses, fontsize=8)
+        ax.set_xticks(range(len(dets)), dets, rotation=60, ha="right", fontsize=8)
+        name = "FPR95" if metric == "fpr95" else "AUROC"
+        ax.set_title(f"Δ{name} vs {matrix.baseline} (points; * outlined = significant)",
+                     fontsize=9)  # fmt: skip
+        fig.colorbar(image, ax=ax, label="improvement", shrink=0.8)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -72,6 +72,7 @@ class Report:
     sections: list[tuple[str, list[TableSpec]]] = field(default_factory=list)
     references: list[tuple[str, str]] = field(default_factory=list)  # (source, citation)
     plots: list[tuple[str, Path]] = field(default_factory=list)
+    matrix: Any = None  # report.matrix.Matrix when the runs compare several losses
 
     @property
     def detectors(self) -> list[str]:

@@ -1,0 +1,122 @@
+"""The loss x detector matrix (issue 13): numbers on a hand-made frame, then `bench --losses`
+end to end on tiny data with every report format and the heatmap."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from _cli import BENCH
+
+from oodbench.cli import main
+from oodbench.report.load import Run
+from oodbench.report.matrix import loss_matrix, matrix_tables, wanted
+from oodbench.report.tables import Group, make_groups
+
+
+def _run(loss: str, seed: int) -> Run:
+    return Run(Path(f"/r/{loss}{seed}"), f"{loss}{seed}", loss, None, {}, "m", "fashion-mnist",
+               seed, {"id_accuracy": 90.0 + seed})  # fmt: skip
+
+
+def _tidy(values: dict[tuple[str, int], tuple[float, float]]) -> pd.DataFrame:
+    """Two OOD sets per run; (loss, seed) -> the two sets' FPR95 (AUROC = 100 - FPR95)."""
+    rows = []
+    for (loss, seed), fprs in values.items():
+        for ood, fpr in zip(("a", "b"), fprs, strict=True):
+            rows.append({"run": f"/r/{loss}{seed}", "detector": "msp", "ood_dataset": ood,
+                         "protocol": "paper", "convention": "id-positive", "fpr95": fpr,
+                         "auroc": 100 - fpr, "aupr": 50.0})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_matrix_averages_sets_then_pairs_seeds_against_ce() -> None:
+    values = {("ce", 0): (40.0, 60.0), ("ce", 1): (44.0, 64.0), ("ce", 2): (42.0, 58.0),
+              ("t2fnorm", 0): (30.0, 50.0), ("t2fnorm", 1): (35.0, 51.0),
+              ("t2fnorm", 2): (31.0, 49.0)}  # fmt: skip
+    groups = make_groups([_run(loss, seed) for loss, seed in values])
+    assert wanted(groups)
+    mx = loss_matrix(_tidy(values), groups)
+    ce, t2 = (g.label for g in groups)
+    # mean over the two sets, then over seeds
+    assert mx.value(ce, "msp", "fpr95") == pytest.approx(np.mean([50, 54, 50]))
+    # paired per seed: (40-50, 43-54, 40-50) -> mean -31/3, all negative: significant
+    assert mx.value(t2, "msp", "fpr95_delta") == pytest.approx(-31 / 3)
+    assert mx.value(t2, "msp", "fpr95_significant") == 1.0
+    lo, hi = mx.value(t2, "msp", "fpr95_delta_lo"), mx.value(t2, "msp", "fpr95_delta_hi")
+    assert lo < -31 / 3 < hi < 0
+    assert mx.value(t2, "msp", "auroc_delta") == pytest.approx(31 / 3)
+    titles = [t.title for t in matrix_tables(mx)]
+    assert titles[:4] == ["FPR95 ↓: loss × detector", "AUROC ↑: loss × detector",
+                          f"ΔFPR95 vs {ce}", f"ΔAUROC vs {ce}"]  # fmt: skip
+    change = matrix_tables(mx)[2]
+    assert change.rows[0][1].text == "-10.33* ✓" and change.rows[0][1].tone == "good"
+
+
+def test_a_change_that_flips_sign_across_seeds_is_not_significant() -> None:
+    values = {("ce", 0): (40.0, 40.0), ("ce", 1): (40.0, 40.0),
+              ("regmixup", 0): (45.0, 45.0), ("regmixup", 1): (30.0, 30.0)}  # fmt: skip
+    groups = make_groups([_run(loss, seed) for loss, seed in values])
+    mx = loss_matrix(_tidy(values), groups)
+    rm = groups[1].label
+    assert mx.value(rm, "msp", "fpr95_delta") == pytest.approx(-2.5)
+    assert mx.value(rm, "msp", "fpr95_significant") == 0.0
+    # one seed: a change, but no interval and nothing marked
+    one = {k: v for k, v in values.items() if k[1] == 0}
+    g1 = make_groups([_run(loss, seed) for loss, seed in one])
+    m1 = loss_matrix(_tidy(one), g1)
+    assert m1.value(g1[1].label, "msp", "fpr95_delta") == pytest.approx(5.0)
+    assert np.isnan(m1.value(g1[1].label, "msp", "fpr95_delta_lo"))
+    assert "*" not in matrix_tables(m1)[2].rows[0][1].text
+
+
+def test_the_ce_logitnorm_pair_alone_keeps_its_old_report() -> None:
+    pair = [Group("CE", "ce", "m", "d"), Group("LogitNorm", "logitnorm", "m", "d")]
+    assert not wanted(pair)
+    assert wanted([*pair, Group("T2FNorm", "t2fnorm", "m", "d")])
+
+
+def test_bench_losses_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench"
+    argv = ["bench", "--out", str(out), "--losses", "ce,t2fnorm,label-smoothing", "--seeds",
+            "0,1", "-d", "msp", "-d", "energy", "--ood", "mnist-5k", "--no-tune",
+            *BENCH]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (out / "seed0").iterdir()) == ["ce", "label-smoothing",
+                                                                   "t2fnorm"]  # fmt: skip
+    config = json.loads((out / "seed1" / "t2fnorm" / "config.json").read_text())
+    assert config["loss"] == "t2fnorm" and config["loss_params"] == {"tau": 0.1}
+    assert config["seed"] == 1 and config["epochs"] == 1
+    report = (out / "report.md").read_text()
+    assert "Loss × detector matrix" in report and "ΔFPR95 vs CE" in report
+    assert (
+        "Best detector for each loss" in report and "ID accuracy and calibration per loss" in report
+    )
+    heatmap = out / "plots" / "loss_detector_heatmap.png"
+    assert heatmap.stat().st_size > 5000 and "loss_detector_heatmap.png" in report
+
+    doc_path, csv_path = tmp_path / "r.json", tmp_path / "r.csv"
+    assert main(["report", str(out), "--format", "json", "--out", str(doc_path)]) == 0
+    matrix = json.loads(doc_path.read_text())["matrix"]
+    assert {(r["loss"], r["detector"]) for r in matrix} == {
+        (loss, det) for loss in ("ce", "t2fnorm", "label-smoothing") for det in ("msp", "energy")
+    }
+    assert all(r["n_seeds"] == 2 for r in matrix)
+    assert main(["report", str(out), "--format", "csv", "--out", str(csv_path)]) == 0
+    table = pd.read_csv(tmp_path / "r.matrix.csv")
+    assert len(table) == 6 and {"fpr95_delta", "fpr95_significant"} <= set(table.columns)
+    ce = table[table["loss"] == "ce"]
+    assert ce["fpr95_delta"].isna().all()  # CE is the baseline, not compared with itself
+    assert main(["report", str(out), "--format", "rich"]) == 0
+    assert "Loss × detector matrix" in capsys.readouterr().out
+
+
+def test_bench_losses_refuses_bad_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench"
+    assert main(["bench", "--out", str(out), "--losses", "ce,t2fnrom", *BENCH]) == 2
+    assert "did you mean 't2fnorm'" in capsys.readouterr().err and not out.exists()
+    assert main(["bench", "--out", str(out), "--losses", "ce,ce", *BENCH]) == 2
+    assert "duplicates" in capsys.readouterr().err

@@ -1,0 +1,34 @@
+"""The paper presets follow the paper (issue 12 item 4): every training image, KNN's k per
+dataset as the KNN paper, and a clear refusal when --tune would have no ID validation split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from oodbench.config import BenchConfig
+from oodbench.errors import UserError
+from oodbench.train.options import build_config
+
+
+@pytest.mark.parametrize("preset", ["paper-cifar10", "paper-cifar100"])
+def test_paper_presets_train_on_every_image(tmp_path: Path, preset: str) -> None:
+    assert build_config({}, preset, False, tmp_path, None).val_size == 0
+    assert build_config({"val_size": 5000}, preset, False, tmp_path, None).val_size == 5000
+    assert BenchConfig(preset=preset, tune=False).train_config().val_size == 0
+    assert BenchConfig(preset=preset, val_size=5000).train_config().val_size == 5000
+    with pytest.raises(UserError, match="--no-tune"):
+        BenchConfig(preset=preset)  # tune on, nothing held out to tune on
+
+
+def test_offline_preset_keeps_its_validation_split() -> None:
+    assert BenchConfig().train_config().val_size == 5000
+
+
+def test_knn_k_follows_the_knn_paper_per_dataset_and_typed_params_win() -> None:
+    assert "knn.k=50" in BenchConfig(preset="paper-cifar10", tune=False).detector_params()
+    assert "knn.k=200" in BenchConfig(preset="paper-cifar100", tune=False).detector_params()
+    typed = BenchConfig(preset="paper-cifar100", tune=False, params=("knn.k=7",))
+    assert typed.detector_params() == ("knn.k=7",)
+    assert BenchConfig().detector_params() == ()
