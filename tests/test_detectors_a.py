@@ -271,6 +271,10 @@ def test_she_by_hand() -> None:
     train = outs(logits, feats, [0, 0, 0, 1])
     test = outs([[5.0, 0.0], [0.0, 5.0]], [[1.0, 1.0], [2.0, 3.0]])
     np.testing.assert_allclose(run("she", test, train), [2.0 + 1.0, 6.0], rtol=1e-12)
+    # Everything predicted 0: class 1 is never right, its pattern is the mean of all its
+    # samples, (4.5, 5.5) (OpenOOD: NaN).
+    wrong = outs([[1.0, 0.0]] * 4, feats, [0, 0, 1, 1])
+    np.testing.assert_allclose(run("she", test, wrong), [3.0, 2 * 4.5 + 3 * 5.5], rtol=1e-12)
 
 
 def test_she_matches_openood() -> None:

@@ -28,6 +28,12 @@ def _head(outputs: Outputs) -> tuple[torch.Tensor, torch.Tensor]:
     return as_float(w), as_float(b)
 
 
+def _class_means(h: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """K x D means of h by label, in one pass; zeros for a class without samples."""
+    sums = torch.zeros(k, h.shape[1], dtype=h.dtype).index_add_(0, y, h)
+    return sums / torch.bincount(y, minlength=k).clamp(min=1)[:, None].to(h.dtype)
+
+
 @register
 class DML(Detector):
     """Decoupled MaxLogit: max_c cos(h, w_c) + λ ||h||_2 (MaxCosine + λ MaxNorm)."""
@@ -66,14 +72,10 @@ class SHE(Detector):
             raise UserError("she needs class labels for the training features")
         k = train.logits.shape[1]
         right = train.logits.argmax(dim=1) == y
-        patterns = torch.zeros(k, h.shape[1], dtype=torch.float64)
-        for c in range(k):
-            rows = h[(y == c) & right]
-            if len(rows) == 0:  # none right (OpenOOD: NaN); every sample of the class
-                rows = h[y == c]
-            if len(rows):
-                patterns[c] = rows.mean(dim=0)
-        self.patterns = patterns
+        self.patterns = _class_means(h[right], y[right], k)
+        # A class never classified right (OpenOOD: NaN) takes the mean of all its samples.
+        empty = torch.bincount(y[right], minlength=k) == 0
+        self.patterns[empty] = _class_means(h, y, k)[empty]
         return super().fit(train)
 
     def score(self, outputs: Outputs) -> torch.Tensor:
