@@ -6,6 +6,7 @@ they recompute logits from modified features or weights without touching the mod
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -130,10 +131,23 @@ class KNN(Detector):
                 f"knn: k={self.k} is larger than the {len(train)} training samples; "
                 f"use --param knn.k={len(train)} or less"
             )
+        self._source = train.features  # the key of the shared top-K (_SharedTopK)
         self.bank = torch.nn.functional.normalize(train.features.float(), dim=1)
         return super().fit(train)
 
-    def _kth_similarity(self, z: torch.Tensor, k: int) -> torch.Tensor:
+    def _kth_similarity(self, z: torch.Tensor, k: int, features: torch.Tensor) -> torch.Tensor:
+        """The k-th largest similarity per row. One pass keeps the top max(grid) columns, so
+        every other k of the tuning grid on the same (bank, queries) is a lookup: the k-th
+        largest value of a row is the same float whichever k the top-K was taken with."""
+        top = _TOPK.get(self._source, features, k)
+        if top is None:
+            width = min(len(self.bank), max(k, *type(self).k.grid))
+            top = self._top_similarities(z, width)
+            _TOPK.put(self._source, features, top)
+        return top[:, k - 1].clone()
+
+    def _top_similarities(self, z: torch.Tensor, k: int) -> torch.Tensor:
+        """The k largest similarities of each row of z to the bank, in descending order."""
         if len(self.bank) > _FAISS_MIN_BANK:
             try:
                 import faiss
@@ -142,17 +156,39 @@ class KNN(Detector):
             if faiss is not None:
                 index = faiss.IndexFlatIP(self.bank.shape[1])
                 index.add(self.bank.numpy())
-                return torch.from_numpy(index.search(z.numpy(), k)[0][:, -1].copy())
-        out = torch.empty(len(z))
+                return torch.from_numpy(index.search(z.numpy(), k)[0].copy())
+        out = torch.empty(len(z), k)
         for part in _chunks(len(z), len(self.bank)):
-            out[part] = (z[part] @ self.bank.T).topk(k, dim=1).values[:, -1]
+            out[part] = (z[part] @ self.bank.T).topk(k, dim=1).values
         return out
 
     def score(self, outputs: Outputs) -> torch.Tensor:
         z = torch.nn.functional.normalize(outputs.features.float(), dim=1)
-        sim = as_float(self._kth_similarity(z, self.k))
+        sim = as_float(self._kth_similarity(z, self.k, outputs.features))
         # ||a - b||^2 = 2 - 2 a.b for unit vectors; clamp float round-off below zero.
         return -(2 - 2 * sim).clamp(min=0).sqrt()
+
+
+class _SharedTopK:
+    """The last few (bank, queries) -> top-K similarity tables, keyed by the identity of the
+    two feature tensors (held weakly: a freed tensor's id can never match a stale entry)."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self.entries: list[tuple[weakref.ref, weakref.ref, torch.Tensor]] = []
+
+    def get(self, bank: torch.Tensor, queries: torch.Tensor, k: int) -> torch.Tensor | None:
+        for b, q, top in self.entries:
+            if b() is bank and q() is queries and top.shape[1] >= k:
+                return top
+        return None
+
+    def put(self, bank: torch.Tensor, queries: torch.Tensor, top: torch.Tensor) -> None:
+        live = [e for e in self.entries if e[0]() is not None and e[1]() is not None]
+        self.entries = [*live[-(self.size - 1) :], (weakref.ref(bank), weakref.ref(queries), top)]
+
+
+_TOPK = _SharedTopK()
 
 
 @register
