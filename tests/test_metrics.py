@@ -128,3 +128,26 @@ def test_fit_temperature_recovers_true_temperature() -> None:
     assert metrics.nll(z, labels, t) <= metrics.nll(z, labels, 1.0)
     cal = metrics.ece(metrics.softmax(z, t), labels)
     assert cal < metrics.ece(metrics.softmax(z), labels)
+
+
+@pytest.mark.parametrize("scale, bound", [(0.001, 0.01), (None, 100.0)])
+def test_fit_temperature_warns_at_a_bound_of_its_range(scale: float | None, bound: float) -> None:
+    """Separable tiny logits want T -> 0; labels at the lowest logit want T -> infinity.
+    Either way T stops at the range's end and says so instead of clipping silently."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1, (400, 5))
+    labels = z.argmax(1) if scale else z.argmin(1)
+    with pytest.warns(metrics.TemperatureAtBound, match="end of the search range"):
+        t = metrics.fit_temperature(z * (scale or 1.0), labels)
+    assert t == pytest.approx(bound, rel=1e-3)
+
+
+def test_fit_temperature_inside_the_range_does_not_warn() -> None:
+    import warnings
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 3, (2000, 5))
+    labels = (metrics.softmax(z).cumsum(1) > rng.random((2000, 1))).argmax(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", metrics.TemperatureAtBound)
+        assert 0.5 < metrics.fit_temperature(z, labels) < 2.0
