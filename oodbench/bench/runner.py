@@ -97,12 +97,15 @@ def _check_names(cfg: BenchConfig) -> None:
     """Unknown detector or OOD names fail now, not after hours of training."""
     from oodbench.data import DATASETS
     from oodbench.scoring.run import build_detectors
+    from oodbench.scoring.tune import val_names
 
     build_detectors(ScoreConfig(detectors=cfg.detectors, params=cfg.detector_params()))
     for name in cfg.losses:
         losses.LOSSES.get(name)
     for name in cfg.ood_sets():
         DATASETS.get(name)
+    val_names(ScoreConfig(tune=cfg.tune, val_ood=cfg.val_ood, root=cfg.root), "",
+              cfg.ood_sets())  # a set in both roles fails now  # fmt: skip
 
 
 def _check_out(cfg: BenchConfig, stages: list[Stage]) -> None:
@@ -145,6 +148,8 @@ def _score(stage: Stage, cfg: BenchConfig, quiet: bool) -> bool:
         device=cfg.device,
         root=cfg.root,
         download=cfg.download,
+        tune=cfg.tune,
+        val_ood=cfg.val_ood or ("noise+real",),  # the headline's choice needs validation sets
         precision="bf16" if cfg.precision == "bf16" else "fp32",  # auto: fp32 extraction
     )
     return len(score_run(score_cfg, quiet=quiet)) > 0
@@ -178,8 +183,11 @@ def headline(run_dirs: list[Path]) -> dict[str, dict[str, float]]:
         loss: sum(RunDir(d).read_summary()["id_accuracy"] for d in dirs) / len(dirs)
         for loss, dirs in by_loss.items()
     }
-    best = min(avg, key=lambda loss: avg[loss]["fpr95"].min())
-    best_det = str(avg[best]["fpr95"].idxmin())
+    from oodbench.bench.tausweep import best_on_validation
+
+    # Picked on the validation OOD sets (summary.json), reported on the test sets.
+    common = set.intersection(*(set(a.index) for a in avg.values()))
+    best_det = best_on_validation(by_loss, common)
     return {
         loss: {
             "accuracy": acc[loss],

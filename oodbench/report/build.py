@@ -185,13 +185,29 @@ def _average_table(
     sets = {det: ", ".join(s) for det, s in report.common_oods.items()}
     one = len(set(sets.values())) == 1
     over = next(iter(sets.values())) if one else "; ".join(f"{d}: {s}" for d, s in sets.items())
-    notes = [f"Mean over OOD sets: {over}.", *_params_note(report), *_ref_note(ref_rows)]
+    notes = [f"Mean over OOD sets: {over}.", *_roles_note(report), *_params_note(report),
+             *_ref_note(ref_rows)]  # fmt: skip
     return TableSpec(
         "Average over OOD sets, per detector",
         ["Detector", *_metric_columns(report, ref_rows)],
         rows,
         notes,
     )
+
+
+def _roles_note(report: Report) -> list[str]:
+    """The test sets (averaged) and the validation sets (choices only), from summary.json."""
+    found: dict[str, dict[str, None]] = {"test_ood": {}, "val_ood": {}}
+    for g in report.groups:
+        for r in g.runs:
+            for key, names in found.items():
+                names.update(dict.fromkeys(r.summary.get(key) or []))
+    if not found["val_ood"]:  # runs scored before 0.2 record neither
+        return ["Validation OOD sets: none (nothing was chosen on validation data)."] * bool(
+            found["test_ood"]
+        )
+    return [f"Test OOD sets: {', '.join(found['test_ood'])}. Validation OOD sets (tuning and "
+            f"choices only, never averaged): {', '.join(found['val_ood'])}."]  # fmt: skip
 
 
 def _params_note(report: Report) -> list[str]:
@@ -202,7 +218,9 @@ def _params_note(report: Report) -> list[str]:
     found: dict[str, str] = {}
     for det, values in zip(tidy["detector"], params.fillna("").astype(str), strict=True):
         if "[" in det and det in report.detectors:
-            found[det] = values or found.get(det, "")
+            # a tuned detector may run other values per run: list each value set once
+            seen = [v for v in found.get(det, "").split(" / ") if v]
+            found[det] = " / ".join(dict.fromkeys([*seen, *([values] if values else [])]))
     if not found:
         return []
     listed = "; ".join(f"{d} ran {v}" if v else d for d, v in sorted(found.items()))

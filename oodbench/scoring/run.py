@@ -375,13 +375,16 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
 
 
 def rows_table(table: pd.DataFrame, title: str = "New metrics rows (percent)") -> Any:
+    from rich.markup import escape
+
     from oodbench.console import make_table
 
     paper = (table["protocol"] == "paper").any()
     rows = []
     for rec in table.to_dict("records"):
         values = [_fmt(rec[k], rec[f"{k}_std"] if paper else None) for k in VALUES]
-        rows.append([rec["detector"], rec["ood_dataset"], *values, rec["n_ood"]])
+        # escape: rich would read a label's "[tuned]" as markup and drop it
+        rows.append([escape(rec["detector"]), rec["ood_dataset"], *values, rec["n_ood"]])
     conventions = ", ".join(sorted(set(table["convention"]) | set(table["protocol"])))
     header = ["detector", "OOD set", "FPR95", "AUROC", "AUPR-In", "AUPR-Out", "n OOD"]
     return make_table(f"{title} [{conventions}]", header, rows)

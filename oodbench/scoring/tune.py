@@ -41,7 +41,7 @@ DEFAULT_VAL = "noise+real"  # see docs/protocol.md, "Which validation OOD sets"
 def val_names(cfg: ScoreConfig, id_name: str, test_names: Sequence[str]) -> list[str]:
     """The validation OOD sets of this score call ([] when nothing is chosen or reported on
     validation data): ``--val-ood`` names or groups (noise, real, noise+real), default
-    ``DEFAULT_VAL``. A set asked for as both a validation and a test set is an error."""
+    ``DEFAULT_VAL`` less any set given to ``--ood``. A set given to both is an error."""
     from pathlib import Path
 
     from oodbench.data import DATASETS, VAL_GROUPS
@@ -54,6 +54,8 @@ def val_names(cfg: ScoreConfig, id_name: str, test_names: Sequence[str]) -> list
         group = VAL_GROUPS.get(name)
         expand = [n for n in group if DATASETS.get(n).available(root)] if group else [name]
         names += [n for n in expand if n not in names]
+    if not cfg.val_ood:  # the default group gives way to a set the user asked to test on
+        names = [n for n in names if n not in test_names]
     for name in names:
         DATASETS.get(name)  # unknown names: a close-match suggestion
         if name == id_name:
