@@ -205,7 +205,9 @@ def _resampled_counts(slots: np.ndarray, size: int, n: int, u: int, rng: np.rand
     """``n`` resamples with replacement of ``size`` items each, as per-slot counts (n x u)."""
     picks = slots[rng.integers(0, slots.size, size=(n, size))]
     flat = (picks + (np.arange(n) * u)[:, None]).ravel()
-    return np.bincount(flat, minlength=n * u).reshape(n, u).astype(np.float64)
+    # float32 halves the memory traffic; counts and partial sums stay exact integers far past
+    # any test set's size, and the bounds agree with float64 to about 1e-7.
+    return np.bincount(flat, minlength=n * u).reshape(n, u).astype(np.float32)
 
 
 def _curve_metrics(h_id: np.ndarray, h_ood: np.ndarray, positive: str, tpr: float) -> np.ndarray:
@@ -264,7 +266,7 @@ def bootstrap_intervals(
         h_id = _resampled_counts(id_slots, s_id.size, n, u, rng)
         h_ood = _resampled_counts(ood_slots, m, n, u, rng)
         parts.append(_curve_metrics(h_id, h_ood, positive, 0.95))
-    draws = np.concatenate(parts, axis=1)
+    draws = np.concatenate(parts, axis=1).astype(np.float64)
     tail = 100 * (1 - level) / 2
     lo, hi = np.percentile(draws, [tail, 100 - tail], axis=1)
     names = ("fpr95", "auroc", "aupr_in", "aupr_out")
