@@ -76,13 +76,14 @@ def pick(cps: list[int], n: int) -> list[int]:
 
 
 def build(files: list[Path], only: list[str] | None = None, part: str = "test") -> ImageSet:
-    """The scripts of ``part`` ("test" or "validation"), or of ``only`` among them."""
+    """The scripts of ``part`` ("test" or "validation"), or those in ``only``."""
     best, skipped = letters_by_script(files)
     images: list[np.ndarray] = []
     labels: list[int] = []
     classes: list[str] = []
     for script in sorted(best):
-        if (only is not None and script not in only) or holdout.part_of(script) != part:
+        keep = script in only if only is not None else holdout.part_of(script) == part
+        if not keep:  # ``only`` names scripts explicitly, whatever their part
             continue
         path, cps = best[script]
         font = glyphs.load_font(path)
