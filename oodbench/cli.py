@@ -364,8 +364,7 @@ def bench(
         str | None, typer.Option(help="Comma-separated taus: one LogitNorm run per tau.")
     ] = None,
     losses: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated losses, one run each (default: ce,logitnorm)."),
+        str | None, typer.Option(help="Comma-separated losses, a run each (default: ce,logitnorm).")
     ] = None,
     detector: Annotated[
         list[str] | None, typer.Option("--detector", "-d", help="Detectors (default: all).")
@@ -378,8 +377,7 @@ def bench(
     val_ood: ValOod = None,
     subset: Annotated[int | None, typer.Option(help="Train on the first N images.")] = None,
     val_size: Annotated[
-        int | None,
-        typer.Option(help="Training images held out for validation \\[default: preset's].")
+        int | None, typer.Option(help="Images held out for validation \\[default: preset's].")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Precision = "auto",

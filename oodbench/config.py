@@ -286,12 +286,6 @@ class BenchConfig:
             raise UserError(f"--losses has duplicates: {', '.join(self.losses)}")
         if self.losses and self.tau_sweep:
             raise UserError("--losses and --tau-sweep are two different studies; pass one")
-        if self.tune and self.train_config().val_size == 0:
-            raise UserError(
-                f"--tune chooses on the ID validation split, and --preset {self.preset} holds "
-                "none out (the paper trains on every image): pass --val-size 5000, or --no-tune "
-                "for the papers' detector defaults"
-            )
         check_choice("--device", self.device, DEVICES)
         check_choice("--precision", self.precision, PRECISIONS)
         if self.epochs is not None:
@@ -308,6 +302,12 @@ class BenchConfig:
             raise UserError("--resume and --overwrite contradict each other; pass one")
         for text in self.params:
             split_param(text)
+        if self.tune and self.train_config().val_size == 0:
+            raise UserError(
+                f"--tune chooses on the ID validation split, and --preset {self.preset} holds "
+                "none out (the paper trains on every image): pass --val-size 5000, or --no-tune "
+                "for the papers' detector defaults"
+            )
 
     @property
     def preset_spec(self) -> Preset:
