@@ -80,15 +80,19 @@ def pick_dataset(args: argparse.Namespace) -> str:
     return SYNTHETIC
 
 
-def oodbench_loop(args: argparse.Namespace, dataset: str, runs: Path) -> tuple[Path, dict]:
+def oodbench_loop(
+    args: argparse.Namespace, dataset: str, runs: Path, precision: str = "auto",
+    loss: str = "ce", epochs: int | None = None,
+) -> tuple[Path, dict]:  # fmt: skip
     from oodbench.config import TrainConfig
     from oodbench.train.loop import train
 
-    cfg = TrainConfig(dataset=dataset, model=args.model, epochs=args.epochs, batch_size=128,
-                      val_size=args.val_size, crop_padding=4, device=args.device,
-                      compile=args.compile, root=args.root)  # fmt: skip
+    cfg = TrainConfig(dataset=dataset, model=args.model, epochs=epochs or args.epochs,
+                      batch_size=128, val_size=args.val_size, crop_padding=4, device=args.device,
+                      compile=args.compile, root=args.root, precision=precision,
+                      loss=loss)  # fmt: skip
     start = time.perf_counter()
-    run = train(cfg, runs, name="gpu-check", quiet=True)
+    run = train(cfg, runs, name=f"gpu-check-{loss}-{precision}", quiet=True)
     total = time.perf_counter() - start
     history = pd.read_csv(run / "history.csv")
     last = history.iloc[-1]
@@ -193,6 +197,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--score-batch", type=int, default=1024)
     parser.add_argument("--root", default=None, help="folder with real CIFAR-10, if any")
     parser.add_argument("--skip-textbook", action="store_true")
+    parser.add_argument(
+        "--precisions",
+        default="auto,fp32",
+        help="oodbench loops to time; the first is compared with the textbook; "
+        "auto = bf16 on CUDA (bf16 is skipped on a CPU without native bf16)",
+    )
+    parser.add_argument(
+        "--losses",
+        default="logitnorm,elogitnorm",
+        help="more losses after CE: 1 epoch each, then score --detector all",
+    )
     args = parser.parse_args(argv)
     if args.tiny:
         args.epochs, args.textbook_epochs, args.workers = 1, 1, min(args.workers, 2)
@@ -205,12 +220,13 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{time.strftime('%Y-%m-%d %H:%M')}  torch {torch.__version__}  device {name}  "
           f"data {dataset}  model {args.model}  compile {args.compile}", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        run, ours = oodbench_loop(args, dataset, Path(tmp))
+        run, ours = oodbench_loop(args, dataset, Path(tmp), args.precisions.split(",")[0])
         print(f"oodbench loop: {ours['img_s']:9.0f} img/s  {ours['train_s']:7.2f} s/epoch "
               f"(train; {ours['epoch_s']:.2f} s with test eval; first epoch "
               f"{ours['first_epoch_s']:.2f} s; test acc {ours['test_acc']:.1f}%)",
               flush=True)  # fmt: skip
         result = {"device": name, "dataset": dataset, "oodbench": ours}
+        result |= other_precisions(args, dataset, Path(tmp), device)
         if not args.skip_textbook:
             book = textbook_loop(args, dataset, device)
             result["textbook"] = book
@@ -224,7 +240,54 @@ def main(argv: list[str] | None = None) -> dict:
               f"--detector all, first: {scoring['all_first_s']:.2f} s; "
               f"--detector all, warm cache: {scoring['all_warm_s']:.2f} s "
               f"({scoring['rows']} rows)", flush=True)  # fmt: skip
+        result["losses"] = other_losses(args, dataset, Path(tmp))
     return result
+
+
+def other_precisions(args: argparse.Namespace, dataset: str, runs: Path,
+                     device: torch.device) -> dict:  # fmt: skip
+    """The oodbench loop again in every other --precisions value (bf16 where it is native)."""
+    from oodbench.errors import UserError
+    from oodbench.models import precision as amp
+
+    first = amp.resolve(args.precisions.split(",")[0], device)
+    out = {}
+    for p in args.precisions.split(",")[1:]:
+        try:
+            resolved = amp.resolve(p, device)
+        except UserError as exc:
+            print(f"oodbench loop, precision {p}: skipped ({exc})", flush=True)
+            continue
+        if resolved == first:
+            continue
+        _, row = oodbench_loop(args, dataset, runs, precision=resolved)
+        out[f"oodbench_{resolved}"] = row
+        print(f"oodbench loop, precision {resolved}: {row['img_s']:9.0f} img/s  "
+              f"{row['train_s']:7.2f} s/epoch (test acc {row['test_acc']:.1f}%)",
+              flush=True)  # fmt: skip
+    return out
+
+
+def other_losses(args: argparse.Namespace, dataset: str, runs: Path) -> dict:
+    """The three-loss path: each other loss trained 1 epoch, then scored with every detector."""
+    from oodbench.config import ScoreConfig
+    from oodbench.scoring.run import score_run
+
+    out = {}
+    for loss in [x for x in args.losses.split(",") if x]:
+        start = time.perf_counter()
+        run, row = oodbench_loop(args, dataset, runs, loss=loss, epochs=1)
+        trained = time.perf_counter() - start
+        ood = (NOISE,) if dataset == SYNTHETIC else ("gaussian",)
+        score_cfg = ScoreConfig(run_dir=str(run), detectors=("all",), ood=ood, device=args.device,
+                                batch_size=args.score_batch, root=args.root)  # fmt: skip
+        start = time.perf_counter()
+        rows = len(score_run(score_cfg, quiet=True))
+        scored = time.perf_counter() - start
+        out[loss] = {"train_s": trained, "score_s": scored, "rows": rows, **row}
+        print(f"loss {loss}: trained 1 epoch in {trained:.2f} s ({row['img_s']:.0f} img/s), "
+              f"score --detector all {scored:.2f} s ({rows} rows)", flush=True)  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":
