@@ -366,6 +366,9 @@ def bench(
     losses: Annotated[
         str | None, typer.Option(help="Comma-separated losses, a run each (default: ce,logitnorm).")
     ] = None,
+    tracks: Annotated[
+        str, typer.Option(help="far, near (held-out classes), or far,near.")
+    ] = "far",
     detector: Annotated[
         list[str] | None, typer.Option("--detector", "-d", help="Detectors (default: all).")
     ] = None,
@@ -399,6 +402,7 @@ def bench(
         root=str(root) if root else None, download=download, resume=resume, overwrite=overwrite,
         params=tuple(param or ()), tune=tune, val_ood=tuple(val_ood or ()), precision=precision,
         losses=tuple(x.strip() for x in (losses or "").split(",") if x.strip()),
+        tracks=tuple(x.strip() for x in tracks.split(",") if x.strip()),
     )  # fmt: skip
     run_bench(cfg, quiet=quiet)
 

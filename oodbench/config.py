@@ -254,6 +254,11 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
+TRACKS = ("far", "near")
+# The ID set of the near-OOD track for each full ID set (data/sources/classsplit.py).
+NEAR_SPLITS = {"fashion-mnist": "fashion-mnist-known6"}
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """What ``oodbench bench`` runs. ``None`` fields take the preset's value."""
@@ -279,9 +284,22 @@ class BenchConfig:
     val_ood: tuple[str, ...] = ()  # as in ScoreConfig
     # --losses: names in the loss registry (checked by the bench stage); empty = CE and LogitNorm
     losses: tuple[str, ...] = ()
+    # far: the preset's ID set against other datasets; near: a class split of it (held-out
+    # classes as OOD, NEAR_SPLITS). Several tracks put each in its own folder under --out.
+    tracks: tuple[str, ...] = ("far",)
 
     def __post_init__(self) -> None:
         get_preset(self.preset)
+        for track in self.tracks:
+            check_choice("--tracks", track, TRACKS)
+        if not self.tracks or len(set(self.tracks)) != len(self.tracks):
+            raise UserError(f"--tracks needs distinct values among {', '.join(TRACKS)}")
+        dataset = self.train_config().dataset
+        if "near" in self.tracks and dataset not in NEAR_SPLITS:
+            raise UserError(
+                f"--tracks near needs a class split of {dataset}; offline ones exist for "
+                f"{', '.join(NEAR_SPLITS)}: use --preset offline, or --tracks far"
+            )
         if len(set(self.losses)) != len(self.losses):
             raise UserError(f"--losses has duplicates: {', '.join(self.losses)}")
         if self.losses and self.tau_sweep:
@@ -317,9 +335,15 @@ class BenchConfig:
         return self.ood or self.preset_spec.ood or offline_ood()
 
     def detector_params(self) -> tuple[str, ...]:
-        """The preset's --param defaults (KNN's k) under the ones the user typed."""
+        """The preset's --param defaults (KNN's k) for the chosen detectors, under the ones the
+        user typed."""
         typed = {split_param(t)[:2] for t in self.params}
-        kept = tuple(t for t in self.preset_spec.params if split_param(t)[:2] not in typed)
+        chosen = set(self.detectors)
+        kept = tuple(
+            t
+            for t in self.preset_spec.params
+            if split_param(t)[:2] not in typed and ("all" in chosen or split_param(t)[0] in chosen)
+        )
         return kept + self.params
 
     def train_config(self) -> TrainConfig:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from oodbench.config import BenchConfig, ScoreConfig, TrainConfig
+from oodbench.config import NEAR_SPLITS, BenchConfig, ScoreConfig, TrainConfig
 from oodbench.console import stderr
 from oodbench.errors import EnvironmentFault, UserError
 from oodbench.runs import RunDir, bench_files, ood_means
@@ -34,19 +34,41 @@ class Stage:
     run_dir: Path
     train: TrainConfig
     units: float
+    track: str = "far"
 
 
 def plan(cfg: BenchConfig) -> list[Stage]:
     """Every training and scoring stage, in order, with its run dir."""
-    base = cfg.train_config()
-    out = Path(cfg.out)
     stages: list[Stage] = []
-    for seed in cfg.seeds:
-        folder = out / f"seed{seed}" if len(cfg.seeds) > 1 else out
-        for name, tcfg in _runs_for(cfg, replace(base, seed=seed)):
-            stages.append(Stage("train", folder / name, tcfg, float(tcfg.epochs)))
-            stages.append(Stage("score", folder / name, tcfg, SCORE_UNITS))
+    for track in cfg.tracks:
+        base = cfg.train_config()
+        if track == "near":
+            base = replace(base, dataset=NEAR_SPLITS[base.dataset])
+        for seed in cfg.seeds:
+            folder = track_dir(cfg, track)
+            folder = folder / f"seed{seed}" if len(cfg.seeds) > 1 else folder
+            for name, tcfg in _runs_for(cfg, replace(base, seed=seed)):
+                stages.append(Stage("train", folder / name, tcfg, float(tcfg.epochs), track))
+                stages.append(Stage("score", folder / name, tcfg, SCORE_UNITS, track))
     return stages
+
+
+def track_dir(cfg: BenchConfig, track: str) -> Path:
+    """``--out`` itself for the far track alone (the 0.1.0 layout), else ``--out/<track>``."""
+    return Path(cfg.out) if cfg.tracks == ("far",) else Path(cfg.out) / track
+
+
+def track_sets(cfg: BenchConfig, stage: Stage) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(test OOD sets, validation OOD sets) of a stage: the near track adds the held-out
+    classes of its ID set (test images to test, training images to validation)."""
+    val = cfg.val_ood or ("noise+real",)  # the headline's choice needs validation sets
+    if stage.track != "near":
+        return cfg.ood_sets(), val
+    from oodbench.data import DATASETS
+
+    near = [(n, s.ood_role) for n, s in DATASETS.items() if s.near_of == stage.train.dataset]
+    test = tuple(n for n, role in near if role == "test")
+    return test + cfg.ood_sets(), tuple(n for n, role in near if role == "validation") + val
 
 
 def _runs_for(cfg: BenchConfig, base: TrainConfig) -> list[tuple[str, TrainConfig]]:
@@ -88,7 +110,11 @@ def _run_bench(cfg: BenchConfig, quiet: bool) -> Path:
         worked = _train(stage, cfg, quiet) if stage.kind == "train" else _score(stage, cfg, quiet)
         # Stages a resumed bench finds done cost nothing: they must not skew the time estimate.
         clock.done(stage.units) if worked else clock.skip(stage.units)
-    report = _report(cfg, [s.run_dir for s in stages if s.kind == "score"])
+    for track in cfg.tracks:
+        run_dirs = [s.run_dir for s in stages if s.kind == "score" and s.track == track]
+        if len(cfg.tracks) > 1:
+            stderr.print(f"[bold cyan]bench[/] {track}-OOD track")
+        report = _report(cfg, run_dirs, track_dir(cfg, track))
     stderr.print(f"[bold cyan]bench[/] finished in {clock.elapsed()}; report: {report}")
     return report
 
@@ -138,28 +164,29 @@ def _score(stage: Stage, cfg: BenchConfig, quiet: bool) -> bool:
     """Score every missing (detector, OOD set) of one run; False when none was missing."""
     from oodbench.scoring.run import score_run
 
+    ood, val_ood = track_sets(cfg, stage)
     score_cfg = ScoreConfig(
         run_dir=str(stage.run_dir),
         detectors=cfg.detectors,
         params=cfg.detector_params(),
-        ood=cfg.ood_sets(),
+        ood=ood,
         protocol="paper",
         positive="id",
         device=cfg.device,
         root=cfg.root,
         download=cfg.download,
         tune=cfg.tune,
-        val_ood=cfg.val_ood or ("noise+real",),  # the headline's choice needs validation sets
+        val_ood=val_ood,
         precision="bf16" if cfg.precision == "bf16" else "fp32",  # auto: fp32 extraction
     )
     return len(score_run(score_cfg, quiet=quiet)) > 0
 
 
-def _report(cfg: BenchConfig, run_dirs: list[Path]) -> Path:
+def _report(cfg: BenchConfig, run_dirs: list[Path], folder: Path) -> Path:
     from oodbench.report import render
 
-    report, plots, _ = bench_files(cfg.out)
-    render(run_dirs, "markdown", out=report, plots=plots, runs_dir=Path(cfg.out))
+    report, plots, _ = bench_files(folder)
+    render(run_dirs, "markdown", out=report, plots=plots, runs_dir=folder)
     if cfg.tau_sweep:
         from oodbench.bench.tausweep import write_tau_table
 
