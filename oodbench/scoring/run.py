@@ -196,9 +196,7 @@ def fit_outputs(run: Run, split: str = "train") -> Outputs:
     return run.outputs(f"{run.train_cfg.dataset}-train", train)
 
 
-def write_summary(
-    run: Run, id_out: Outputs, extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def write_summary(run: Run, id_out: Outputs, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """ID accuracy and ECE before/after temperature scaling fitted on the validation split."""
     _, val = train_and_val(run)
     probs = metrics.softmax(id_out.logits)
@@ -222,6 +220,15 @@ def write_summary(
     summary.update(extra or {})
     run.dir.write_summary(summary)
     return summary
+
+
+SELECTION_KEYS = ("test_ood", "val_ood", "tune_criterion", "tuned", "validation")
+
+
+def kept_selection(run: Run) -> dict[str, Any]:
+    """The selection keys summary.json holds now (written again unchanged with the summary)."""
+    old = run.dir.read_summary() if run.dir.summary.is_file() else {}
+    return {k: old[k] for k in SELECTION_KEYS if k in old}
 
 
 def selection_summary(run: Run, selection: tune.Selection, tests: list[str]) -> dict[str, Any]:
@@ -348,7 +355,7 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
                          "hyperparameter values; scoring anew", soft_wrap=True)  # fmt: skip
         done = set() if cfg.overwrite else done_keys(path)
         write_summary(run, run.outputs(f"{tc.dataset}-test", id_set),
-                      selection_summary(run, selection, names))  # fmt: skip
+                      kept_selection(run))  # fmt: skip
         base = {"run": run.dir.name, "seed": tc.seed, "loss": tc.loss, "tau": tc.tau,
                 "model": tc.model, "id_dataset": tc.dataset, "protocol": cfg.protocol,
                 "convention": cfg.convention, "weights_hash": run.model_hash}  # fmt: skip
@@ -371,6 +378,9 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
                 new_rows.append(row)
             run.drop(f"{ood}-test")  # bounded memory: one OOD set at a time
             del ood_set
+        # Roles and choices are recorded once the scoring succeeded (a failed command leaves
+        # summary.json as it was).
+        run.dir.write_summary(run.dir.read_summary() | selection_summary(run, selection, names))
     return ScoreResult(pd.DataFrame(new_rows, columns=COLUMNS), run.dir.path, list(run.cache_hits))
 
 
