@@ -68,11 +68,23 @@ def test_default_ood_of_a_near_track_model_includes_its_near_set_only() -> None:
     )
 
 
-def test_near_track_trains_and_scores(tmp_path: Path) -> None:
+def test_near_track_trains_scores_and_reports_near_and_far_apart(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     argv = ["train", "--dataset", "fashion-mnist-known6", "--epochs", "1", *TRAIN]
     assert main([*argv, "--runs-dir", str(runs), "--name", "near"]) == 0
-    ood = ["--ood", "fashion-mnist-unknown4"]
+    ood = ["--ood", "fashion-mnist-unknown4", "--ood", "mnist-5k"]
     assert main(["score", str(runs / "near"), "-d", "msp", *ood, *SCORE]) == 0
     rows = pd.read_csv(runs / "near" / "metrics.csv")
-    assert set(rows.ood_dataset) == {"fashion-mnist-unknown4"} and rows.n_ood.iloc[0] == 4000
+    assert set(rows.ood_dataset) == {"fashion-mnist-unknown4", "mnist-5k"}
+    assert set(rows.n_ood[rows.ood_dataset == "fashion-mnist-unknown4"]) == {4000}
+    texts = {}
+    for fmt in ("markdown", "json", "csv", "rich"):
+        out = tmp_path / f"report.{fmt}"
+        assert main(["report", str(runs / "near"), "-f", fmt, "--out", str(out)]) == 0
+        texts[fmt] = out.read_text(encoding="utf-8")
+    for fmt in ("markdown", "json", "rich"):
+        assert "Near-OOD average" in texts[fmt] and "Far-OOD average" in texts[fmt], fmt
+    assert "Near-OOD average: mean over fashion-mnist-unknown4." in texts["markdown"]
+    table = pd.read_csv(tmp_path / "report.csv")
+    tracks = dict(zip(table.ood_dataset, table.track, strict=False))
+    assert tracks == {"fashion-mnist-unknown4": "near", "mnist-5k": "far"}

@@ -65,6 +65,8 @@ def _join_reference(frame: pd.DataFrame, runs: list[Run], ref: pd.DataFrame) -> 
     # tau only means something for LogitNorm; a CE config still carries the default.
     taus = {k: r.tau if r.loss == "logitnorm" else np.nan for k, r in by_path.items()}
     frame["tau"] = frame["run"].map(taus)
+    near = [T.is_near(o, i) for o, i in zip(frame["ood_dataset"], frame["id_dataset"], strict=True)]
+    frame["track"] = np.where(near, "near", "far")
     return frame
 
 
@@ -76,6 +78,9 @@ def _layout(report: Report, ref: pd.DataFrame) -> None:
     used: dict[tuple[str, str], None] = {}  # (source, note) in first-use order
     sections = [("Runs", [_runs_table(report)])]
     sections.append(("Average over OOD sets, per detector", [_average_table(report, ref, used)]))
+    if (report.per_run["ood_dataset"] == T.NEAR_AVERAGE).any():
+        tables = [_track_table(report, label) for label in (T.NEAR_AVERAGE, T.FAR_AVERAGE)]
+        sections.append(("Near-OOD and far-OOD apart", tables))
     pair = T.ce_logitnorm_pair(report.groups)
     if pair:
         sections.append(
@@ -193,6 +198,24 @@ def _average_table(
         rows,
         notes,
     )
+
+
+def _track_table(report: Report, label: str) -> TableSpec:
+    """One track's average per detector: near = held-out classes of the ID set, far = the rest."""
+    rows = [[Cell(det)] + _metric_row(report, det, label, {}, {}) for det in report.detectors]
+    tidy = report.tidy[report.tidy["ood_dataset"] != T.AVERAGE]
+    ids = dict(
+        zip(
+            tidy["ood_dataset"],
+            tidy["run"].map({str(r.path): r.id_dataset for r in report.runs}),
+            strict=False,
+        )
+    )
+    near = sorted(o for o, i in ids.items() if T.is_near(o, str(i)))
+    far = sorted(o for o in ids if o not in near and o not in (T.NEAR_AVERAGE, T.FAR_AVERAGE))
+    sets = near if label == T.NEAR_AVERAGE else far
+    note = f"{label}: mean over {', '.join(sets)}."
+    return TableSpec(label, ["Detector", *_metric_columns(report, {})], rows, [note])
 
 
 def _roles_note(report: Report) -> list[str]:

@@ -23,7 +23,7 @@ CSV_COLUMNS = (
     "protocol", "convention", "fpr95", "auroc", "aupr", "aupr_in", "aupr_out", "fpr95_std",
     "auroc_std", "aupr_std", "n_id", "n_ood", "ref_fpr95", "ref_auroc", "ref_aupr", "ref_source",
     "fpr95_lo", "fpr95_hi", "auroc_lo", "auroc_hi", "aupr_lo", "aupr_hi", "aupr_in_lo",
-    "aupr_in_hi", "aupr_out_lo", "aupr_out_hi", "n_boot",
+    "aupr_in_hi", "aupr_out_lo", "aupr_out_hi", "n_boot", "track",
 )  # fmt: skip
 # interval columns come last: readers of the earlier columns by position still work
 INTERVALS_TEXT = (

@@ -22,6 +22,8 @@ LOWER_IS_BETTER = {"fpr95": True, "auroc": False, "aupr": False}
 METRIC_NAMES = {"fpr95": "FPR95", "auroc": "AUROC", "aupr": "AUPR"}
 ENDS = ("lo", "hi")  # <metric>_lo, <metric>_hi: the 95% interval of a value, in percent
 AVERAGE = "Average"
+# Near-OOD (held-out classes of the ID set) and far-OOD (other datasets) apart, as OpenOOD.
+NEAR_AVERAGE, FAR_AVERAGE = "Near-OOD average", "Far-OOD average"
 PROTOCOL_TEXT = {
     "paper": "paper (each OOD set subsampled to |ID|/5, mean over 10 draws)",
     "full": "full (every OOD sample, one pass)",
@@ -162,14 +164,28 @@ def with_averages(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str
         rows_in = sub[sub["ood_dataset"].isin(common)]
         proto, conv = rows_in["protocol"].iloc[0], rows_in["convention"].iloc[0]  # one of each
         values = [*METRIC_COLS, *(c for c in interval_cols() if c in rows_in.columns)]
-        means = ood_means(rows_in, proto, conv, values=values, by=["run"], sort=False)
         first = rows_in.groupby("run", sort=False).first()
-        for run, values in means.iterrows():
-            row = first.loc[run].to_dict() | values.to_dict()
-            row |= {"run": run, "ood_dataset": AVERAGE, "detector": det}
-            row |= {f"{m}_std": np.nan for m in METRIC_COLS}
-            rows.append(row)
+        near = [o for o in common if is_near(o, str(rows_in["id_dataset"].iloc[0]))]
+        parts = [(AVERAGE, common)]
+        if near and len(near) < len(common):
+            far = [o for o in common if o not in near]
+            parts += [(NEAR_AVERAGE, near), (FAR_AVERAGE, far)]
+        for label, sets in parts:
+            part = rows_in[rows_in["ood_dataset"].isin(sets)]
+            means = ood_means(part, proto, conv, values=values, by=["run"], sort=False)
+            for run, vals in means.iterrows():
+                row = first.loc[run].to_dict() | vals.to_dict()
+                row |= {"run": run, "ood_dataset": label, "detector": det}
+                row |= {f"{m}_std": np.nan for m in METRIC_COLS}
+                rows.append(row)
     return pd.concat([frame, pd.DataFrame(rows)], ignore_index=True), common_sets
+
+
+def is_near(ood: str, id_dataset: str) -> bool:
+    """Whether ``ood`` holds held-out classes of ``id_dataset`` (the near-OOD track)."""
+    from oodbench.data import DATASETS
+
+    return ood in DATASETS and DATASETS.get(ood).near_of == id_dataset
 
 
 def aggregate(frame: pd.DataFrame, groups: list[Group]) -> pd.DataFrame:
