@@ -17,7 +17,7 @@ import oodbench.report.tables as T
 from oodbench.metrics import paired_interval
 from oodbench.report.load import Run, expand, load_runs
 from oodbench.report.spec import SUMMARY_KEYS, Cell, Report, TableSpec, num, num_ci
-from oodbench.runs import SUMMARY
+from oodbench.runs import METRICS, SUMMARY
 
 
 def build(
@@ -103,7 +103,7 @@ def _header(report: Report) -> list[str]:
         f"Protocol: {T.PROTOCOL_TEXT.get(report.protocol, report.protocol)}.",
         f"Positive class: {T.CONVENTION_TEXT.get(report.convention, report.convention)}.",
         "[lo, hi] is the 95% interval: with one seed the bootstrap over test samples "
-        "(metrics.csv), with several the t-interval of the mean over seeds; Average rows are "
+        f"({METRICS}), with several the t-interval of the mean over seeds; Average rows are "
         "the mean over OOD sets, their bounds the mean of the sets' bounds (conservative). "
         "± (only where a row has no interval) is the std over seeds or over the paper "
         "protocol's OOD draws.",
