@@ -148,3 +148,23 @@ def energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
 def as_float(t: torch.Tensor) -> torch.Tensor:
     """Scores are computed in float64: ties and tiny differences matter for FPR95."""
     return t.detach().to(torch.float64)
+
+
+class ModelDetector(Detector):
+    """A detector that reruns the network on the images (input perturbation, gradients,
+    feature maps): it scores batches with ``score_inputs``, never cached outputs."""
+
+    needs = ("model",)
+
+    def score(self, outputs: Outputs) -> torch.Tensor:
+        raise UserError(f"{self.name} needs the model and the input images: use score_inputs()")
+
+    def score_inputs(
+        self,
+        model: torch.nn.Module,
+        images: torch.Tensor,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ) -> torch.Tensor:
+        """Score one batch of uint8 NCHW images (already in the model's geometry)."""
+        raise NotImplementedError

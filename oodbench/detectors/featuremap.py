@@ -10,10 +10,9 @@ from __future__ import annotations
 import torch
 
 from oodbench.data.augment import normalize
-from oodbench.detectors.base import Detector, as_float, energy, register
+from oodbench.detectors.base import ModelDetector, as_float, energy, register
 from oodbench.detectors.params import Param
 from oodbench.errors import UserError
-from oodbench.models.outputs import Outputs
 
 
 def drop_rank_one(maps: torch.Tensor) -> torch.Tensor:
@@ -26,18 +25,14 @@ def drop_rank_one(maps: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class RankFeat(Detector):
+class RankFeat(ModelDetector):
     """T logsumexp(head(X - s1 u1 v1^T) / T): X = the last feature map (forward_features, C x HW
     per sample), s1 u1 v1^T its largest singular component, head = timm's forward_head (pooling
     and the classifier). T = 1."""
 
     name = "rankfeat"
-    needs = ("model",)
     paper = "Song, Sebe & Wang, NeurIPS 2022"
     temperature = Param(1.0, low=0, low_open=True, help="T of the energy score")
-
-    def score(self, outputs: Outputs) -> torch.Tensor:
-        raise UserError("rankfeat needs the model and the input images: use score_inputs()")
 
     def score_inputs(
         self,

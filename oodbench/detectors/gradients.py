@@ -9,14 +9,14 @@ from __future__ import annotations
 import torch
 
 from oodbench.data.augment import normalize
-from oodbench.detectors.base import Detector, as_float, register
+from oodbench.detectors.base import Detector, ModelDetector, as_float, register
 from oodbench.detectors.params import Param
 from oodbench.errors import UserError
 from oodbench.models.outputs import Outputs
 
 
 @register
-class ODIN(Detector):
+class ODIN(ModelDetector):
     """max_k softmax(f(x~) / T)_k with x~ = x - eps * sign(-grad_x log S_yhat(x; T)) / std.
 
     The step is taken in normalised space and divided by the dataset's per-channel std, so it
@@ -25,16 +25,12 @@ class ODIN(Detector):
     """
 
     name = "odin"
-    needs = ("model",)
     paper = "Liang, Li & Srikant, ICLR 2018"
     # grids: OpenOOD's odin.yml postprocessor_sweep (commit 0e99b9d6)
     temperature = Param(
         1000.0, low=0, low_open=True, grid=(1.0, 10.0, 100.0, 1000.0), help="T, softmax temperature"
     )
     epsilon = Param(0.0014, low=0, grid=(0.0014, 0.0028), help="input step in [0, 1] pixel units")
-
-    def score(self, outputs: Outputs) -> torch.Tensor:
-        raise UserError("odin needs the model and the input images: use score_inputs()")
 
     def score_inputs(
         self,
