@@ -32,3 +32,7 @@ def test_knn_k_follows_the_knn_paper_per_dataset_and_typed_params_win() -> None:
     typed = BenchConfig(preset="paper-cifar100", tune=False, params=("knn.k=7",))
     assert typed.detector_params() == ("knn.k=7",)
     assert BenchConfig().detector_params() == ()
+    # a preset default for a detector that is not run is not passed on
+    assert (
+        BenchConfig(preset="paper-cifar10", tune=False, detectors=("msp",)).detector_params() == ()
+    )
