@@ -110,8 +110,8 @@ def _text(report: Report, fmt: str, out: Path | None) -> str:
         return to_csv(report)
     if fmt == "json":
         return to_json(report)
-    return to_plain_text(report)
     if fmt == "html":
         from oodbench.report.html import to_html
 
         return to_html(report)
+    return to_plain_text(report)
