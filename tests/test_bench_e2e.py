@@ -18,7 +18,8 @@ def test_offline_bench_reports_then_resumes_only_what_is_missing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "bench"
-    assert main(["bench", "--out", str(out), "-d", "msp", "--ood", "gaussian", *BENCH]) == 0
+    sets = ["--ood", "mnist-5k", "--val-ood", "gaussian"]  # one test set, one validation set
+    assert main(["bench", "--out", str(out), "-d", "msp", *sets, *BENCH]) == 0
     headline = capsys.readouterr().out
     assert "MSP FPR95" in headline and "LogitNorm" in headline
     report = (out / "report.md").read_text()
@@ -27,14 +28,14 @@ def test_offline_bench_reports_then_resumes_only_what_is_missing(
     weights = (out / "ce" / "model.safetensors").read_bytes()
 
     # A second bench with the same --out must be told to --resume.
-    argv = ["bench", "--out", str(out), "-d", "msp", "-d", "energy", "--ood", "gaussian", *BENCH]
+    argv = ["bench", "--out", str(out), "-d", "msp", "-d", "energy", *sets, *BENCH]
     assert main(argv) == 2
     assert "--resume" in capsys.readouterr().err
 
     assert main([*argv, "--resume"]) == 0
     assert (out / "ce" / "model.safetensors").read_bytes() == weights  # not retrained
     metrics = pd.read_csv(out / "logitnorm" / "metrics.csv")
-    assert sorted(metrics["detector"]) == ["energy", "msp"]
+    assert sorted(metrics["detector"]) == ["energy[tuned]", "msp"]  # bench tunes by default
     assert set(metrics["protocol"]) == {"paper"} and set(metrics["convention"]) == {"id-positive"}
 
 
