@@ -294,12 +294,6 @@ class BenchConfig:
             check_choice("--tracks", track, TRACKS)
         if not self.tracks or len(set(self.tracks)) != len(self.tracks):
             raise UserError(f"--tracks needs distinct values among {', '.join(TRACKS)}")
-        dataset = self.train_config().dataset
-        if "near" in self.tracks and dataset not in NEAR_SPLITS:
-            raise UserError(
-                f"--tracks near needs a class split of {dataset}; offline ones exist for "
-                f"{', '.join(NEAR_SPLITS)}: use --preset offline, or --tracks far"
-            )
         if len(set(self.losses)) != len(self.losses):
             raise UserError(f"--losses has duplicates: {', '.join(self.losses)}")
         if self.losses and self.tau_sweep:
@@ -320,6 +314,12 @@ class BenchConfig:
             raise UserError("--resume and --overwrite contradict each other; pass one")
         for text in self.params:
             split_param(text)
+        dataset = self.train_config().dataset  # after the checks it relies on (seeds)
+        if "near" in self.tracks and dataset not in NEAR_SPLITS:
+            raise UserError(
+                f"--tracks near needs a class split of {dataset}; offline ones exist for "
+                f"{', '.join(NEAR_SPLITS)}: use --preset offline, or --tracks far"
+            )
         if self.tune and self.train_config().val_size == 0:
             raise UserError(
                 f"--tune chooses on the ID validation split, and --preset {self.preset} holds "

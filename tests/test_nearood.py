@@ -88,3 +88,20 @@ def test_near_track_trains_scores_and_reports_near_and_far_apart(tmp_path: Path)
     table = pd.read_csv(tmp_path / "report.csv")
     tracks = dict(zip(table.ood_dataset, table.track, strict=False))
     assert tracks == {"fashion-mnist-unknown4": "near", "mnist-5k": "far"}
+
+
+def test_bench_tracks_are_checked_and_laid_out() -> None:
+    import pytest
+
+    from oodbench.bench.runner import plan
+    from oodbench.config import BenchConfig
+    from oodbench.errors import UserError
+
+    near_cifar = {"tracks": ("near",), "preset": "paper-cifar10"}  # no class split there
+    for bad in ({"tracks": ("mid",)}, {"tracks": ()}, near_cifar):
+        with pytest.raises(UserError):
+            BenchConfig(**bad, tune=False)
+    stages = plan(BenchConfig(tracks=("far", "near"), out="o", tune=False))
+    near = [s for s in stages if s.track == "near"]
+    assert {s.train.dataset for s in near} == {"fashion-mnist-known6"}
+    assert {s.run_dir.parts[1] for s in stages} == {"far", "near"}
