@@ -32,8 +32,12 @@ def test_offline_bench_reports_then_resumes_only_what_is_missing(
     assert main(argv) == 2
     assert "--resume" in capsys.readouterr().err
 
+    # A run killed before its first checkpoint (config.json only) is started again by --resume.
+    for name in ("train_state.pt", "model.safetensors", "metrics.csv"):
+        (out / "logitnorm" / name).unlink()
     assert main([*argv, "--resume"]) == 0
     assert (out / "ce" / "model.safetensors").read_bytes() == weights  # not retrained
+    assert (out / "logitnorm" / "model.safetensors").is_file()
     metrics = pd.read_csv(out / "logitnorm" / "metrics.csv")
     assert sorted(metrics["detector"]) == ["energy[tuned]", "msp"]  # bench tunes by default
     assert set(metrics["protocol"]) == {"paper"} and set(metrics["convention"]) == {"id-positive"}

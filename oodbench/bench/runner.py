@@ -155,8 +155,10 @@ def _train(stage: Stage, cfg: BenchConfig, quiet: bool) -> bool:
     resume = cfg.resume and RunDir(run_dir).state.exists()
     if resume and RunDir(run_dir).epochs_done() >= stage.train.epochs:
         return False
+    # A run killed before its first checkpoint has nothing to keep: --resume starts it again.
+    fresh = cfg.overwrite or (cfg.resume and run_dir.exists())
     train(stage.train, run_dir.parent, name=run_dir.name, resume=resume,
-          overwrite=cfg.overwrite and not resume, quiet=quiet)  # fmt: skip
+          overwrite=fresh and not resume, quiet=quiet)  # fmt: skip
     return True
 
 
