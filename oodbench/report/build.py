@@ -65,7 +65,8 @@ def _join_reference(frame: pd.DataFrame, runs: list[Run], ref: pd.DataFrame) -> 
     # tau only means something for LogitNorm; a CE config still carries the default.
     taus = {k: r.tau if r.loss == "logitnorm" else np.nan for k, r in by_path.items()}
     frame["tau"] = frame["run"].map(taus)
-    near = [T.is_near(o, i) for o, i in zip(frame["ood_dataset"], frame["id_dataset"], strict=True)]
+    ids = frame["id_dataset"] if "id_dataset" in frame else [""] * len(frame)
+    near = [T.is_near(o, str(i)) for o, i in zip(frame["ood_dataset"], ids, strict=True)]
     frame["track"] = np.where(near, "near", "far")
     return frame
 

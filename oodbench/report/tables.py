@@ -165,7 +165,8 @@ def with_averages(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str
         proto, conv = rows_in["protocol"].iloc[0], rows_in["convention"].iloc[0]  # one of each
         values = [*METRIC_COLS, *(c for c in interval_cols() if c in rows_in.columns)]
         first = rows_in.groupby("run", sort=False).first()
-        near = [o for o in common if is_near(o, str(rows_in["id_dataset"].iloc[0]))]
+        id_set = str(rows_in["id_dataset"].iloc[0]) if "id_dataset" in rows_in else ""
+        near = [o for o in common if is_near(o, id_set)]
         parts = [(AVERAGE, common)]
         if near and len(near) < len(common):
             far = [o for o in common if o not in near]
