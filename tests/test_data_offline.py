@@ -146,11 +146,14 @@ def test_corrupt_cache_file_is_rebuilt(fresh_cache: Path, damage: str) -> None:
 def test_real_set_second_load_is_fast(fresh_cache: Path) -> None:
     t0 = time.perf_counter()
     cold = load("mnist-5k")  # parses a 5,000-row CSV; the warm load reads one cache file
-    t1 = time.perf_counter()
-    warm = load("mnist-5k")
-    t2 = time.perf_counter()
+    cold_time = time.perf_counter() - t0
+    warm_times = []
+    for _ in range(3):  # best of three: one scheduler hiccup on a shared machine is not a miss
+        t1 = time.perf_counter()
+        warm = load("mnist-5k")
+        warm_times.append(time.perf_counter() - t1)
     assert torch.equal(cold.images, warm.images) and "cache" in warm.meta
-    assert t2 - t1 < (t1 - t0) / 3
+    assert min(warm_times) < cold_time / 3
 
 
 def test_oodbench_datasets_lists_exactly_the_registry(
