@@ -42,6 +42,12 @@ def test_offline_bench_reports_then_resumes_only_what_is_missing(
     assert sorted(metrics["detector"]) == ["energy[tuned]", "msp"]  # bench tunes by default
     assert set(metrics["protocol"]) == {"paper"} and set(metrics["convention"]) == {"id-positive"}
 
+    # A resume that finds every row and validation result in place re-tunes nothing: the
+    # scored runs' files are not rewritten.
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
+    assert main([*argv, "--resume"]) == 0
+    assert stamps and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+
 
 def _fake_cifar10(root: Path, n_train: int, n_test: int) -> None:
     folder = root / "cifar-10-batches-py"

@@ -20,7 +20,7 @@ import pandas as pd
 from oodbench.config import NEAR_SPLITS, BenchConfig, ScoreConfig, TrainConfig
 from oodbench.console import stderr
 from oodbench.errors import EnvironmentFault, UserError
-from oodbench.runs import RunDir, bench_files, ood_means
+from oodbench.runs import RunDir, bench_files, done_keys, ood_means
 from oodbench.train import losses
 
 # Units of work for the time estimate: one training epoch is 1 unit; scoring one run on every
@@ -181,7 +181,28 @@ def _score(stage: Stage, cfg: BenchConfig, quiet: bool) -> bool:
         val_ood=val_ood,
         precision="bf16" if cfg.precision == "bf16" else "fp32",  # auto: fp32 extraction
     )
+    if _scored(score_cfg, ood):  # a resumed bench does not redo a finished run's tuning
+        return False
     return len(score_run(score_cfg, quiet=quiet)) > 0
+
+
+def _scored(cfg: ScoreConfig, ood: tuple[str, ...]) -> bool:
+    """True when metrics.csv holds every (detector, OOD set) row this stage would write and
+    summary.json the validation results of every detector (written last by a finished score)."""
+    from oodbench.scoring.run import build_detectors
+    from oodbench.scoring.tune import explicit_params, grid_of
+
+    run = RunDir(Path(str(cfg.run_dir)))
+    if not run.metrics.exists():
+        return False
+    explicit = explicit_params(cfg)
+    labels = [
+        f"{d.name}[tuned]" if cfg.tune and grid_of(d, explicit) else d.label
+        for d in build_detectors(cfg)
+    ]
+    done = done_keys(run.metrics)
+    rows = all((lab, o, cfg.protocol, cfg.convention) in done for lab in labels for o in ood)
+    return rows and set(labels) <= set(run.read_summary().get("validation") or {})
 
 
 def _report(cfg: BenchConfig, run_dirs: list[Path], folder: Path) -> Path:

@@ -150,7 +150,7 @@ def evaluate(
     id_scores = _scores(det, run, data.id_out, data.id_images)
     per = {}
     for name, (out, images) in data.ood.items():
-        per[name] = metrics.ood_metrics(id_scores, _scores(det, run, out, images, data.id_images),
+        per[name] = metrics.fast_metrics(id_scores, _scores(det, run, out, images, data.id_images),
                                         positive)  # fmt: skip
     result = {k: 100 * float(np.mean([m[k] for m in per.values()])) for k in ("auroc", "fpr95")}
     result.update({f"{name}_auroc": 100 * m["auroc"] for name, m in per.items()})
