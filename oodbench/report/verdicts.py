@@ -1,0 +1,168 @@
+"""Does a verdict survive the choice of detector hyperparameters? (issue 12, "honest numbers")
+
+Reads the same CE and LogitNorm runs (one per seed) scored under several *settings*: the papers'
+defaults (untuned metrics rows, e.g. ``react``) and tuned on validation data (``react[tuned]``
+rows) with one validation choice per folder (noise, real images, or both). Per detector and
+setting, the verdict is the paired-by-seed change of LogitNorm against CE in the test AUROC
+averaged over the test OOD sets: "better" or "worse" only when its 95% paired t-interval
+excludes zero, else "n.s.". A detector's verdict *flips* when two settings give opposite
+significant verdicts, and *changes* when they differ at all.
+
+The proxy table asks which validation data tunes best: the mean test AUROC each setting reaches
+over the tunable detectors and every run (test data judges; it chose nothing).
+
+    python -m oodbench.report.verdicts OUT.md defaults=untuned:DIR noise=tuned:DIR ...
+
+Each DIR holds ``seed<N>/ce`` and ``seed<N>/logitnorm`` run dirs (a bench --seeds layout).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from oodbench.errors import UserError
+from oodbench.metrics import paired_interval
+from oodbench.runs import RunDir, ood_means
+
+TUNED = "[tuned]"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # e.g. "defaults", "noise"
+    tuned: bool  # read the [tuned] rows (else the untuned rows of tunable detectors)
+    folder: Path
+
+
+def parse_setting(text: str) -> Setting:
+    """``noise=tuned:runs/proxy-noise`` -> Setting("noise", True, Path(...))."""
+    name, sep, rest = text.partition("=")
+    kind, sep2, folder = rest.partition(":")
+    if not (sep and sep2 and name and folder) or kind not in ("tuned", "untuned"):
+        raise UserError(f"a setting is NAME=tuned:DIR or NAME=untuned:DIR, got {text!r}")
+    return Setting(name, kind == "tuned", Path(folder))
+
+
+def setting_rows(setting: Setting, detectors: list[str] | None = None) -> pd.DataFrame:
+    """One row per (seed, loss, detector): the test AUROC and FPR95 averaged over the test OOD
+    sets, for the tunable detectors as this setting scored them (base names, no suffix)."""
+    rows = []
+    for run_dir in sorted(setting.folder.glob("seed*/*")):
+        run = RunDir(run_dir)
+        if not run.metrics.is_file():
+            continue
+        config = run.read_config()
+        means = ood_means(run.read_metrics()).reset_index()
+        tuned = means["detector"].str.endswith(TUNED)
+        base = means["detector"].str.removesuffix(TUNED)
+        pick = tuned if setting.tuned else ~tuned & base.isin(base[tuned] if tuned.any() else [])
+        if not setting.tuned and not tuned.any():  # an untuned folder: its tunable detectors
+            pick = base.isin(detectors or [])
+        for det, auroc, fpr in zip(base[pick], means["auroc"][pick], means["fpr95"][pick],
+                                   strict=True):  # fmt: skip
+            rows.append({"setting": setting.name, "seed": int(config.get("seed", 0)),
+                         "loss": str(config.get("loss")), "detector": det,
+                         "auroc": float(auroc), "fpr95": float(fpr)})  # fmt: skip
+    if not rows:
+        raise UserError(f"no scored run under {setting.folder}/seed*/: check the folder")
+    return pd.DataFrame(rows)
+
+
+def tunable_names(folder: Path) -> list[str]:
+    """The detectors a tuned folder tuned (the base names of its [tuned] rows)."""
+    names: set[str] = set()
+    for run_dir in folder.glob("seed*/*"):
+        if RunDir(run_dir).metrics.is_file():
+            dets = RunDir(run_dir).read_metrics()["detector"].astype(str)
+            names |= {d.removesuffix(TUNED) for d in dets if d.endswith(TUNED)}
+    return sorted(names)
+
+
+def verdict(diffs: list[float]) -> tuple[float, str]:
+    """Mean paired change (LogitNorm - CE, AUROC points) and better / worse / n.s."""
+    interval = paired_interval(diffs)
+    mean = float(np.mean(diffs))
+    if interval is None or interval[0] <= 0 <= interval[1]:
+        return mean, "n.s."
+    return mean, "better" if mean > 0 else "worse"
+
+
+def verdict_table(frame: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
+    """Per detector: the change and verdict under each setting, and whether it flips."""
+    out = []
+    for det, rows in frame.groupby("detector"):
+        rec: dict[str, object] = {"detector": det}
+        seen = []
+        for name in settings:
+            wide = rows[rows["setting"] == name].pivot_table(
+                index="seed", columns="loss", values="auroc"
+            )
+            if not {"ce", "logitnorm"} <= set(wide.columns):
+                rec[name] = ""
+                continue
+            wide = wide.dropna()
+            change, word = verdict(list(wide["logitnorm"] - wide["ce"]))
+            rec[name] = f"{change:+.1f} {word}"
+            seen.append(word)
+        significant = {w for w in seen if w != "n.s."}
+        rec["flips"] = "yes" if len(significant) == 2 else "no"
+        rec["changes"] = "yes" if len(set(seen)) > 1 else "no"
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def proxy_table(frame: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
+    """Per setting and loss: mean test AUROC and FPR95 over the tunable detectors and seeds."""
+    table = frame.groupby(["setting", "loss"])[["auroc", "fpr95"]].mean().reset_index()
+    table["setting"] = pd.Categorical(table["setting"], settings, ordered=True)
+    return table.sort_values(["setting", "loss"]).reset_index(drop=True)
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    cells = [[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row]
+             for row in table.itertuples(index=False)]  # fmt: skip
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |",
+             "|" + "---|" * len(table.columns)]  # fmt: skip
+    return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])
+
+
+def render(settings: list[Setting]) -> str:
+    tunable = next((tunable_names(s.folder) for s in settings if s.tuned), [])
+    frame = pd.concat([setting_rows(s, tunable) for s in settings], ignore_index=True)
+    names = [s.name for s in settings]
+    verdicts = verdict_table(frame, names)
+    flips, changes = (verdicts["flips"] == "yes").sum(), (verdicts["changes"] == "yes").sum()
+    return "\n\n".join([
+        "LogitNorm - CE, test AUROC averaged over the test OOD sets, paired by seed "
+        "(better/worse: the 95% paired t-interval excludes zero)",
+        _markdown(verdicts),
+        f"{flips} of {len(verdicts)} tunable detectors flip between significant verdicts; "
+        f"{changes} change verdict between at least two settings.",
+        "Mean test AUROC / FPR95 of the tunable detectors, per setting and loss",
+        _markdown(proxy_table(frame, names)),
+    ]) + "\n"  # fmt: skip
+
+
+def main(argv: list[str]) -> int:
+    from oodbench.io import atomic_write_text
+
+    if len(argv) < 2:
+        print(__doc__.split("\n\n")[-2].strip(), file=sys.stderr)
+        return 2
+    try:
+        text = render([parse_setting(a) for a in argv[1:]])
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    atomic_write_text(Path(argv[0]), text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
