@@ -70,14 +70,19 @@ def _fake_svhn(root: Path, n: int) -> None:
     savemat(root / "test_32x32.mat", {"X": x, "y": rng.integers(1, 11, (n, 1))})
 
 
-def test_paper_cifar10_preset_dry_run_on_fixture_data(tmp_path: Path) -> None:
+def test_paper_cifar10_preset_dry_run_on_fixture_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oodbench.scoring import tune
+
+    monkeypatch.setattr(tune, "TUNE_OOD", 64)  # WRN-40-2 on 1,000 noise images: 20 s of CPU
     root = tmp_path / "data"
     _fake_cifar10(root, n_train=400, n_test=40)
     _fake_svhn(root, 30)
     out = tmp_path / "paper"
     argv = ["bench", "--preset", "paper-cifar10", "--out", str(out), "--root", str(root),
-            "-d", "msp", "--ood", "svhn", "--epochs", "1", "--subset", "64", "--val-size", "32",
-            "--device", "cpu", "--quiet"]  # fmt: skip
+            "-d", "msp", "--ood", "svhn", "--val-ood", "gaussian", "--epochs", "1",
+            "--subset", "64", "--val-size", "32", "--device", "cpu", "--quiet"]  # fmt: skip
     assert main(argv) == 0
     config = (out / "logitnorm" / "config.json").read_text()
     assert '"wrn_40_2"' in config and '"multistep"' in config and '"cifar10"' in config

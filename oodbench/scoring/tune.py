@@ -108,10 +108,12 @@ def load_validation(run: Any, names: Sequence[str], val: ImageSet | None) -> Val
     geometry = (val.channels, *val.size)
     for i, name in enumerate(names, 1):
         ood_set = load_dataset(run.cfg, tc, name, "test", geometry=geometry)
-        out = run.outputs(f"{name}-test", ood_set, val)
-        pick = _sample(len(ood_set), TUNE_OOD, i)
-        data.ood[name] = (out.subset(pick), ood_set.subset(pick))
-        run.drop(f"{name}-test")
+        # Only the sample is extracted (cache key <set>-tune): the search and the validation
+        # metrics read nothing else, and a validation set is never scored as a test set.
+        sample = ood_set.subset(_sample(len(ood_set), TUNE_OOD, i))
+        data.ood[name] = (run.outputs(f"{name}-tune", sample, val), sample)
+        run.drop(f"{name}-tune")
+        del ood_set
     return data
 
 
