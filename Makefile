@@ -18,7 +18,7 @@ data:
 	bash scripts/install-data.sh
 
 test: install data
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 test-all: install data
 	$(BIN)/python -m pytest -q -m ''
