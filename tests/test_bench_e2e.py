@@ -62,6 +62,17 @@ def _fake_cifar10(root: Path, n_train: int, n_test: int) -> None:
         (folder / name).write_bytes(pickle.dumps({"labels": labels, "data": data}, protocol=2))
 
 
+def _fake_cifar100_test(root: Path, n: int) -> None:
+    """``cifar-100-python/test`` as the release writes it (fine and coarse labels)."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+             "fine_labels": list(rng.integers(0, 100, n)),
+             "coarse_labels": list(rng.integers(0, 20, n))}  # fmt: skip
+    (folder / "test").write_bytes(pickle.dumps(batch, protocol=2))
+
+
 def _fake_svhn(root: Path, n: int) -> None:
     from scipy.io import savemat
 
@@ -79,12 +90,18 @@ def test_paper_cifar10_preset_dry_run_on_fixture_data(
     root = tmp_path / "data"
     _fake_cifar10(root, n_train=400, n_test=40)
     _fake_svhn(root, 30)
+    _fake_cifar100_test(root, 30)
     out = tmp_path / "paper"
     argv = ["bench", "--preset", "paper-cifar10", "--out", str(out), "--root", str(root),
             "-d", "msp", "--ood", "svhn", "--val-ood", "gaussian", "--epochs", "1",
-            "--subset", "64", "--val-size", "32", "--device", "cpu", "--quiet"]  # fmt: skip
+            "--subset", "64", "--val-size", "32", "--device", "cpu", "--quiet",
+            "--tracks", "far,near"]  # fmt: skip
     assert main(argv) == 0
-    config = (out / "logitnorm" / "config.json").read_text()
+    config = (out / "far" / "logitnorm" / "config.json").read_text()
     assert '"wrn_40_2"' in config and '"multistep"' in config and '"cifar10"' in config
-    rows = pd.read_csv(out / "ce" / "metrics.csv")
-    assert rows["ood_dataset"].tolist() == ["svhn"] and rows["n_id"].tolist() == [40]
+    # near-OOD (CIFAR-100, as OpenOOD) is scored on the same runs: no second training
+    assert not (out / "near").exists()
+    rows = pd.read_csv(out / "far" / "ce" / "metrics.csv")
+    assert sorted(rows["ood_dataset"]) == ["cifar100", "svhn"] and set(rows["n_id"]) == {40}
+    report = (out / "far" / "report.md").read_text()
+    assert "Near-OOD average" in report and "Far-OOD average" in report

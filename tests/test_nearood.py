@@ -97,10 +97,15 @@ def test_bench_tracks_are_checked_and_laid_out() -> None:
     from oodbench.config import BenchConfig
     from oodbench.errors import UserError
 
-    near_cifar = {"tracks": ("near",), "preset": "paper-cifar10"}  # no class split there
-    for bad in ({"tracks": ("mid",)}, {"tracks": ()}, near_cifar):
+    near_cifar = {"tracks": ("near",), "preset": "paper-cifar10", "tune": False}
+    for bad in ({"tracks": ("mid",)}, {"tracks": ()}):
         with pytest.raises(UserError):
             BenchConfig(**bad, tune=False)
+    # CIFAR's near-OOD sets are other datasets (config.NEAR_SETS): the far runs score them
+    assert {s.track for s in plan(BenchConfig(**near_cifar | {"tracks": ("far", "near")}))} == {
+        "far"
+    }
+    assert {s.track for s in plan(BenchConfig(**near_cifar))} == {"near"}  # the near track alone
     stages = plan(BenchConfig(tracks=("far", "near"), out="o", tune=False))
     near = [s for s in stages if s.track == "near"]
     assert {s.train.dataset for s in near} == {"fashion-mnist-known6"}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from oodbench.config import NEAR_SPLITS, BenchConfig, ScoreConfig, TrainConfig
+from oodbench.config import NEAR_SETS, NEAR_SPLITS, BenchConfig, ScoreConfig, TrainConfig
 from oodbench.console import stderr
 from oodbench.errors import EnvironmentFault, UserError
 from oodbench.runs import RunDir, bench_files, done_keys, ood_means
@@ -42,8 +42,10 @@ def plan(cfg: BenchConfig) -> list[Stage]:
     stages: list[Stage] = []
     for track in cfg.tracks:
         base = cfg.train_config()
-        if track == "near":
+        if track == "near" and base.dataset in NEAR_SPLITS:  # a class split: its own runs
             base = replace(base, dataset=NEAR_SPLITS[base.dataset])
+        elif track == "near" and "far" in cfg.tracks:  # NEAR_SETS: scored on the far runs
+            continue
         for seed in cfg.seeds:
             folder = track_dir(cfg, track)
             folder = folder / f"seed{seed}" if len(cfg.seeds) > 1 else folder
@@ -62,8 +64,11 @@ def track_sets(cfg: BenchConfig, stage: Stage) -> tuple[tuple[str, ...], tuple[s
     """(test OOD sets, validation OOD sets) of a stage: the near track adds the held-out
     classes of its ID set (test images to test, training images to validation)."""
     val = cfg.val_ood or ("noise+real",)  # the headline's choice needs validation sets
+    extra = NEAR_SETS.get(stage.train.dataset, ()) if "near" in cfg.tracks else ()
+    if stage.track == "near" and extra:  # the near track alone, on its own runs
+        return extra, val
     if stage.track != "near":
-        return cfg.ood_sets(), val
+        return extra + cfg.ood_sets(), val  # the report splits near from far (is_near)
     from oodbench.data import DATASETS
 
     near = [(n, s.ood_role) for n, s in DATASETS.items() if s.near_of == stage.train.dataset]
@@ -112,6 +117,8 @@ def _run_bench(cfg: BenchConfig, quiet: bool) -> Path:
         clock.done(stage.units) if worked else clock.skip(stage.units)
     for track in cfg.tracks:
         run_dirs = [s.run_dir for s in stages if s.kind == "score" and s.track == track]
+        if not run_dirs:  # near-OOD sets scored on the far runs: in the far report
+            continue
         if len(cfg.tracks) > 1:
             stderr.print(f"[bold cyan]bench[/] {track}-OOD track")
         report = _report(cfg, run_dirs, track_dir(cfg, track))

@@ -183,9 +183,13 @@ def with_averages(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str
 
 
 def is_near(ood: str, id_dataset: str) -> bool:
-    """Whether ``ood`` holds held-out classes of ``id_dataset`` (the near-OOD track)."""
+    """Whether ``ood`` is near-OOD for ``id_dataset``: held-out classes of it (a class split),
+    or a dataset OpenOOD counts as near (``config.NEAR_SETS``: CIFAR-100 for CIFAR-10)."""
+    from oodbench.config import NEAR_SETS
     from oodbench.data import DATASETS
 
+    if ood in NEAR_SETS.get(id_dataset, ()):
+        return True
     return ood in DATASETS and DATASETS.get(ood).near_of == id_dataset
 
 
