@@ -259,8 +259,9 @@ TRACKS = ("far", "near")
 NEAR_SPLITS = {"fashion-mnist": "fashion-mnist-known6"}
 # Near-OOD test sets of an ID set that are other datasets, not class splits: OpenOOD v1.5's
 # near-OOD for CIFAR-10 is CIFAR-100 + TinyImageNet, for CIFAR-100 CIFAR-10 + TinyImageNet
-# (TinyImageNet, with OpenOOD's overlap removal, is not offered here). The same models serve both
-# tracks, so the bench scores these sets on the far-OOD runs instead of training again.
+# (its configs/datasets/cifar*/cifar*_ood.yml; TinyImageNet, read through OpenOOD's own image
+# lists, is not offered). The same models serve both tracks, so the bench scores these sets on
+# the far-OOD runs instead of training again (docs/datasets.md).
 NEAR_SETS = {"cifar10": ("cifar100",), "cifar100": ("cifar10",)}
 
 
