@@ -206,7 +206,7 @@ def bench(
     overwrite: Annotated[bool, typer.Option(help="Start again, replacing earlier runs.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Run the whole benchmark: train CE and LogitNorm, score every detector, write a report."""
+    """Run the whole benchmark: train each loss (default CE, LogitNorm), score, report."""
     from oodbench.bench.runner import run_bench
     from oodbench.config import BenchConfig
 
