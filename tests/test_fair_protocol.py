@@ -165,3 +165,21 @@ def test_tiny_bench_tunes_and_names_validation_and_test_sets(
     report = (out / "report.md").read_text()
     assert "uniform" in report and "mnist-5k" in report
     shutil.rmtree(out)
+
+
+def test_default_validation_is_real_images_and_falls_back_to_noise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Real held-out images are the default (the study measured them the better proxy); a
+    machine without them tunes on the paper's noise instead of failing."""
+    from oodbench import data
+    from oodbench.data import NOISE_VAL, REAL_VAL
+
+    cfg = score_run_module.ScoreConfig(tune=True)
+    assert tune.val_names(cfg, "fashion-mnist", []) == list(REAL_VAL)
+    # a test set given to --ood leaves the default group; the other real sets stay
+    assert tune.val_names(cfg, "fashion-mnist", ["world-scripts-val"]) == [
+        n for n in REAL_VAL if n != "world-scripts-val"
+    ]
+    monkeypatch.setitem(data.VAL_GROUPS, "real", ("cifar10",))  # not on this machine
+    assert tune.val_names(cfg, "fashion-mnist", []) == list(NOISE_VAL)

@@ -63,7 +63,9 @@ def track_dir(cfg: BenchConfig, track: str) -> Path:
 def track_sets(cfg: BenchConfig, stage: Stage) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(test OOD sets, validation OOD sets) of a stage: the near track adds the held-out
     classes of its ID set (test images to test, training images to validation)."""
-    val = cfg.val_ood or ("noise+real",)  # the headline's choice needs validation sets
+    from oodbench.scoring.tune import DEFAULT
+
+    val = cfg.val_ood or (DEFAULT,)  # the headline's choice needs validation sets
     extra = NEAR_SETS.get(stage.train.dataset, ()) if "near" in cfg.tracks else ()
     if stage.track == "near" and extra:  # the near track alone, on its own runs
         return extra, val
