@@ -47,6 +47,11 @@ def test_verdicts_flip_when_tuning_reverses_a_significant_change(tmp_path: Path)
     assert table.loc["react", "flips"] == "yes" and table.loc["react", "changes"] == "yes"
     text = verdicts.render(settings)
     assert "1 of 1 tunable detectors flip" in text
+    pairs = verdicts.setting_pairs(frame, ["defaults", "noise"]).iloc[0]
+    # defaults - noise: CE (89 + j) - 87, LogitNorm 79 - (92 + j): 3 cells of each loss
+    assert pairs["comparison"] == "defaults - noise" and pairs["cells"] == 6
+    assert pairs["higher"] == 3 and pairs["lower"] == 3
+    assert pairs["mean AUROC change"] == pytest.approx((3 * 2 - 3 * 13) / 6)  # jitters cancel
 
 
 def test_verdict_needs_an_interval_that_excludes_zero() -> None:

@@ -127,6 +127,28 @@ def proxy_table(frame: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
     return table.sort_values(["setting", "loss"]).reset_index(drop=True)
 
 
+def setting_pairs(frame: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
+    """Each pair of settings compared cell by cell (loss x seed x detector, the cells both
+    scored): mean test AUROC difference, its t-interval, and how many cells went up or down.
+    The cells share runs, so the interval is indicative, not exact."""
+    wide = frame.pivot_table(index=["loss", "seed", "detector"], columns="setting",
+                             values="auroc")  # fmt: skip
+    out = []
+    for i, a in enumerate(settings):
+        for b in settings[i + 1 :]:
+            if a not in wide or b not in wide:
+                continue
+            diff = (wide[a] - wide[b]).dropna()
+            interval = paired_interval(list(diff)) or (float("nan"), float("nan"))
+            out.append({
+                "comparison": f"{a} - {b}", "cells": len(diff),
+                "mean AUROC change": float(diff.mean()),
+                "95% interval": f"[{interval[0]:+.2f}, {interval[1]:+.2f}]",
+                "higher": int((diff > 0).sum()), "lower": int((diff < 0).sum()),
+            })  # fmt: skip
+    return pd.DataFrame(out)
+
+
 def _markdown(table: pd.DataFrame) -> str:
     cells = [[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row]
              for row in table.itertuples(index=False)]  # fmt: skip
@@ -150,6 +172,8 @@ def render(settings: list[Setting]) -> str:
         "Mean test AUROC / FPR95 per setting and loss, over seeds and the tunable detectors "
         "every setting scored",
         _markdown(proxy_table(frame, names)),
+        "Settings compared cell by cell (loss x seed x detector), test AUROC",
+        _markdown(setting_pairs(frame, names)),
     ]) + "\n"  # fmt: skip
 
 
