@@ -205,10 +205,10 @@ def _scored(cfg: ScoreConfig, ood: tuple[str, ...]) -> bool:
     if not run.metrics.exists():
         return False
     explicit = explicit_params(cfg)
-    labels = [
-        f"{d.name}[tuned]" if cfg.tune and grid_of(d, explicit) else d.label
-        for d in build_detectors(cfg)
-    ]
+    detectors = build_detectors(cfg)
+    for det in detectors:  # the labels the scoring stage will give them (tune_one)
+        det.tuned = cfg.tune and bool(grid_of(det, explicit))
+    labels = [det.label for det in detectors]
     done = done_keys(run.metrics)
     rows = all((lab, o, cfg.protocol, cfg.convention) in done for lab in labels for o in ood)
     return rows and set(labels) <= set(run.read_summary().get("validation") or {})

@@ -16,6 +16,10 @@ from oodbench.registry import Registry
 NEEDS = ("logits", "features", "head", "model")
 
 
+# The label suffix of a detector tuned per model (metrics rows, reports, report.verdicts).
+TUNED = "[tuned]"
+
+
 class NotFittedError(UserError):
     """A detector that learns from training data was asked to score before ``fit``."""
 
@@ -80,7 +84,7 @@ class Detector:
         """Name plus any non-default hyperparameters, e.g. ``knn[k=10]`` (a metrics row key), or
         ``react[tuned]`` when tuned per model (the values are in the params column)."""
         if self.tuned:
-            return f"{self.name}[tuned]"
+            return f"{self.name}{TUNED}"
         changed = {k: v for k, v in self.hyperparams.items() if v != self.defaults[k]}
         if not changed:
             return self.name

@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from oodbench.detectors.base import TUNED
 from oodbench.errors import UserError
 from oodbench.metrics import paired_interval
 from oodbench.runs import RunDir, ood_means
-
-TUNED = "[tuned]"
 
 
 @dataclass(frozen=True)
@@ -60,9 +59,9 @@ def setting_rows(setting: Setting, detectors: list[str] | None = None) -> pd.Dat
         means = ood_means(run.read_metrics()).reset_index()
         tuned = means["detector"].str.endswith(TUNED)
         base = means["detector"].str.removesuffix(TUNED)
-        pick = tuned if setting.tuned else ~tuned & base.isin(base[tuned] if tuned.any() else [])
-        if not setting.tuned and not tuned.any():  # an untuned folder: its tunable detectors
-            pick = base.isin(detectors or [])
+        # untuned rows of the detectors this folder tuned (an untuned folder: ``detectors``)
+        tunable = set(base[tuned]) or set(detectors or [])
+        pick = tuned if setting.tuned else ~tuned & base.isin(tunable)
         for det, auroc, fpr in zip(base[pick], means["auroc"][pick], means["fpr95"][pick],
                                    strict=True):  # fmt: skip
             rows.append({"setting": setting.name, "seed": int(config.get("seed", 0)),
