@@ -4,7 +4,10 @@
 (``oodbench train --loss logitnorm --tau 0.1 --epochs 1 --subset 512 --val-size 500
 --batch-size 128 --device cpu --name v010`` then ``oodbench score v010 -d all --ood gaussian
 --ood mnist-5k --protocol paper`` and ``--protocol full``). Its ``metrics.csv`` holds the
-numbers 0.1.0 computed; rescoring the copy from scratch must reproduce every one exactly.
+numbers 0.1.0 computed; rescoring the copy from scratch must reproduce every one: exactly under
+the full protocol (scikit-learn, as in 0.1.0), and to 1e-9 percentage points under the paper
+protocol, whose draws are now computed by ``metrics.fast_metrics`` (the same definitions; sums
+in another order round the last bit differently).
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ def test_every_010_detector_number_is_unchanged(rescored: Path) -> None:
     merged = old.merge(new, on=KEY, suffixes=("_old", "_new"), how="left", validate="1:1")
     for col in METRICS:
         a, b = merged[f"{col}_old"], merged[f"{col}_new"]
-        same = (a == b) | (a.isna() & b.isna())
+        exact = merged["protocol"] == "full"
+        close = (a - b).abs() <= 1e-9
+        same = (a == b) | (a.isna() & b.isna()) | (~exact & close)
         assert same.all(), f"{col} changed for {merged.loc[~same, KEY].to_dict('records')}"
 
 

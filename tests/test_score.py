@@ -98,6 +98,27 @@ def test_paper_rows_are_the_mean_and_std_of_seeded_draws() -> None:
     assert full["fpr95"] == pytest.approx(100 * metrics.fpr_at_tpr(id_s, ood_s, 0.95))
 
 
+def test_row_writer_keeps_order_and_raises_a_failed_row(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(1)
+    id_s, ood_s = torch.randn(300, generator=g) + 1, torch.randn(200, generator=g)
+    cfg, path = ScoreConfig(), tmp_path / "metrics.csv"
+    heads = [{"run": "r", "detector": f"d{i}", "ood_dataset": "o"} for i in range(4)]
+    with scoring.RowWriter(path) as writer:
+        for head in heads:
+            writer.submit(head, id_s, ood_s * (1 + int(head["detector"][1:])), cfg)
+        rows = writer.rows()
+    assert [r["detector"] for r in rows] == ["d0", "d1", "d2", "d3"]  # submission order
+    assert rows[2] == {**heads[2], **scoring.metric_row(id_s, 3 * ood_s, cfg, ("d2", "o",
+                                                         "full", "id-positive"))}  # fmt: skip
+    assert len(runs.read_metrics(path)) == 4  # each merged into metrics.csv
+    bad = ood_s.clone()
+    bad[0] = float("nan")
+    with pytest.raises(UserError, match="NaN"), scoring.RowWriter(path) as writer:
+        writer.submit({**heads[0], "detector": "nan"}, id_s, bad, cfg)
+        writer.rows()
+    assert "nan" not in set(runs.read_metrics(path)["detector"])  # nothing half-written
+
+
 def test_flags_and_names_are_checked() -> None:
     assert len(scoring.build_detectors(ScoreConfig(detectors=("all", "msp")))) >= 14
     dets = scoring.build_detectors(ScoreConfig(detectors=("knn", "energy"), k=7))
