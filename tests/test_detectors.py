@@ -40,6 +40,16 @@ def test_registry_has_the_required_detectors() -> None:
         assert cls.paper and cls.__doc__ and set(cls.needs) <= set(detectors.NEEDS)
 
 
+def test_all_scores_each_computation_once_and_aliases_stay_usable() -> None:
+    every = [d.name for d in detectors.build(["all"])]
+    assert "ash" not in every and "ash-s" in every and len(every) >= 32
+    assert every == detectors.names(include_aliases=False)
+    assert [d.name for d in detectors.build(["ash", "all"])][0] == "ash"  # named: scored
+    assert detectors.DETECTORS.get("ash").alias_of == "ash-s"
+    aliases = [n for n, c in detectors.DETECTORS.items() if c.alias_of]
+    assert all(detectors.DETECTORS.get(n).alias_of in every for n in aliases)
+
+
 # Model detectors the toy net cannot run (its features are not a spatial map), with the
 # one-line error they give on it; each is smoke-tested on spatial maps in its own test file.
 NOT_ON_TOY = {"rankfeat": "needs a spatial feature map"}  # tests/test_detectors_b.py
@@ -303,7 +313,7 @@ def test_build_applies_params_and_the_flag_shorthand() -> None:
     )
     by_name = {d.name: d for d in dets}
     assert by_name["knn"].k == 200 and by_name["react"].percentile == 95.0
-    assert by_name["gradnorm"].include_bias is True and by_name["ash"].percentile == 90.0
+    assert by_name["gradnorm"].include_bias is True and by_name["ash-s"].percentile == 90.0
     both = detectors.build(["energy", "odin"], [], {"temperature": 2.0, "k": None})
     assert [d.temperature for d in both] == [2.0, 2.0]
     with pytest.raises(UserError, match=r"knn.k is set twice \(7 and 10\)"):

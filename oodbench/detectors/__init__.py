@@ -47,9 +47,12 @@ def create(name: str, **hyperparams: Any) -> Detector:
     return DETECTORS.get(name)(**hyperparams)
 
 
-def names(include_model: bool = True) -> list[str]:
-    """Registered names; ``include_model=False`` leaves out those that rerun the network."""
-    return [n for n, cls in DETECTORS.items() if include_model or "model" not in cls.needs]
+def names(include_model: bool = True, include_aliases: bool = True) -> list[str]:
+    """Registered names; ``include_model=False`` leaves out those that rerun the network,
+    ``include_aliases=False`` the old names of other detectors (what "all" expands to)."""
+    return [n for n, cls in DETECTORS.items()
+            if (include_model or "model" not in cls.needs)
+            and (include_aliases or cls.alias_of is None)]  # fmt: skip
 
 
 def build(
@@ -63,7 +66,8 @@ def build(
     """
     order: list[str] = []
     for name in chosen:
-        order += [n for n in (names() if name == "all" else [name]) if n not in order]
+        every = names(include_aliases=False) if name == "all" else [name]
+        order += [n for n in every if n not in order]
     classes = {n: DETECTORS.get(n) for n in order}
     values: dict[str, dict[str, Any]] = {n: {} for n in order}
     for flag, value in (flags or {}).items():
@@ -107,7 +111,9 @@ def param_lines(cls: type[Detector]) -> str:
 
 def detectors_table(width: int | None = None) -> Group:
     """Name, inputs, hyperparameters and paper of every detector, fitted to ``width``."""
-    rows = [[n, ", ".join(c.needs), param_lines(c), c.paper] for n, c in DETECTORS.items()]
+    rows = [[n, ", ".join(c.needs), param_lines(c),
+             f"alias of {c.alias_of}" if c.alias_of else c.paper]
+            for n, c in DETECTORS.items()]  # fmt: skip
     title = "Post-hoc OOD detectors (higher score = more in-distribution)"
     columns = ["name", "needs", "hyperparameters", "paper"]
     return Group(*fitted_tables(title, columns, rows, width, wrap=(1, 2, 3)))

@@ -36,6 +36,7 @@ class Detector:
     name: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ("logits",)
     paper: ClassVar[str] = ""
+    alias_of: ClassVar[str | None] = None  # an old name of another detector: left out of "all"
     # What ``fit`` receives when scoring a run: "train" (the ID training split) or "val" (the
     # ID validation split, e.g. a temperature; the training split when the run holds none out).
     fit_split: ClassVar[str] = "train"

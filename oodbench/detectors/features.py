@@ -325,9 +325,10 @@ class _ASH(Detector):
 @register
 class ASH(_ASH):
     """ASH-S at p = 90 under its 0.1.0 name: the same computation and numbers as ``ash-s``,
-    kept so run dirs and commands of 0.1.0 keep working."""
+    kept so run dirs and commands of 0.1.0 keep working; ``all`` leaves it out."""
 
     name = "ash"
+    alias_of = "ash-s"
     percentile = _ash_percentile(90.0)
 
 
