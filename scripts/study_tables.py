@@ -1,10 +1,12 @@
 """Markdown tables of docs/results.md from a study folder written by scripts/study.sh.
 
-    .venv/bin/python scripts/study_tables.py STUDY_OUT > tables.md
+    .venv/bin/python scripts/study_tables.py STUDY_OUT [REPORT.matrix.csv ...] > tables.md
 
 Prints: the tau sweep (validation columns chose, test columns shown to judge), and per track
 and loss the ID accuracy over seeds with the last epochs of training (the plateau check), plus
-the convergence check (the same recipe at twice the epochs) when it was run.
+the convergence check (the same recipe at twice the epochs) when it was run; then, per
+matrix CSV written by ``oodbench report -f csv``, the changes against CE, tuned and at the
+papers' defaults.
 """
 
 from __future__ import annotations
@@ -73,15 +75,80 @@ def converge_table(out: Path) -> str | None:
     return "\n".join(lines)
 
 
-def main(out: Path) -> None:
-    print("## tau sweep\n\n" + tau_table(out))
+TUNED = "[tuned]"
+
+
+def setting_view(matrix: pd.DataFrame, tuned: bool) -> pd.DataFrame:
+    """One row per (loss, detector): the tuned row where the detector has a grid (tuned=True)
+    or the papers' defaults (tuned=False); detectors without a grid appear in both."""
+    has_tuned = set(matrix.loc[matrix.detector.str.endswith(TUNED), "detector"].str[: -len(TUNED)])
+    if tuned:
+        keep = ~matrix.detector.isin(has_tuned)
+    else:
+        keep = ~matrix.detector.str.endswith(TUNED)
+    view = matrix[keep].copy()
+    view["name"] = view.detector.str.replace(TUNED, "", regex=False)
+    return view
+
+
+def _signed(view: pd.DataFrame, metric: str, worse_if: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    sig = view[view[f"{metric}_significant"] == True]  # noqa: E712 - a pandas mask
+    up = sig[f"{metric}_delta"] > 0
+    worse = sig[up] if worse_if == "up" else sig[~up]
+    better = sig[~up] if worse_if == "up" else sig[up]
+    return worse, better
+
+
+def matrix_summary(path: Path, tuned: bool) -> str:
+    """Per loss against CE: MSP's change, how many detectors get worse or better (and how many
+    significantly: the paired interval over seeds excludes zero), the significant ones, and
+    the loss's best detector by FPR95 with its interval over seeds."""
+    view = setting_view(pd.read_csv(path), tuned)
+    lines = ["| loss | ΔMSP FPR95 | ΔMSP AUROC | FPR95 worse (sig.) | FPR95 better (sig.) | "
+             "AUROC lower (sig.) | significant ΔFPR95 | best detector: FPR95 [95% CI] / AUROC |",
+             "|---|---:|---:|---:|---:|---:|---|---|"]  # fmt: skip
+    n = view.name.nunique()
+    for loss, part in view.groupby("loss", sort=False):
+        best = part.sort_values("fpr95").iloc[0]
+        best_text = (f"{best['name']} {best.fpr95:.2f} [{best.fpr95_lo:.2f}, {best.fpr95_hi:.2f}]"
+                     f" / {best.auroc:.2f}")  # fmt: skip
+        if loss == "ce":
+            lines.append(f"| {part.group.iloc[0]} |  |  |  |  |  |  | {best_text} |")
+            continue
+        msp = part[part.name == "msp"].iloc[0]
+        worse, better = _signed(part, "fpr95", "up")
+        lower, _ = _signed(part, "auroc", "down")
+        sig = ", ".join(f"{r.name} {r.fpr95_delta:+.1f}" for r in
+                        worse.sort_values("fpr95_delta", ascending=False).itertuples())  # fmt: skip
+        sig += "; better: " + (", ".join(f"{r.name} {r.fpr95_delta:+.1f}"
+                                         for r in better.itertuples()) or "none")  # fmt: skip
+
+        def star(row: pd.Series, m: str) -> str:
+            return f"{row[f'{m}_delta']:+.2f}{'*' if row[f'{m}_significant'] else ''}"
+
+        lines.append(
+            f"| {part.group.iloc[0]} | {star(msp, 'fpr95')} | {star(msp, 'auroc')} | "
+            f"{(part.fpr95_delta > 0).sum()} of {n} ({len(worse)}) | "
+            f"{(part.fpr95_delta < 0).sum()} ({len(better)}) | "
+            f"{(part.auroc_delta < 0).sum()} of {n} ({len(lower)}) | {sig} | {best_text} |"
+        )
+    return "\n".join(lines)
+
+
+def main(out: Path, matrices: list[Path]) -> None:
+    if (out / "tau" / "tau_sweep.csv").is_file():
+        print("## tau sweep\n\n" + tau_table(out))
     for track in ("far", "near"):
         if (out / "main" / track).is_dir():
             print(f"\n## accuracy, {track} track\n\n" + accuracy_table(out / "main" / track))
     table = converge_table(out)
     if table:
         print("\n## convergence\n\n" + table)
+    for path in matrices:
+        for tuned in (True, False):
+            setting = "tuned" if tuned else "papers' defaults"
+            print(f"\n## {path.name}, {setting}\n\n" + matrix_summary(path, tuned))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]])
