@@ -149,11 +149,12 @@ def setting_pairs(frame: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    cells = [[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row]
-             for row in table.itertuples(index=False)]  # fmt: skip
-    lines = ["| " + " | ".join(map(str, table.columns)) + " |",
-             "|" + "---|" * len(table.columns)]  # fmt: skip
-    return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])
+    from oodbench.report.formats import markdown_table
+    from oodbench.report.spec import Cell, TableSpec
+
+    rows = [[Cell(f"{v:.2f}" if isinstance(v, float) else str(v)) for v in row]
+            for row in table.itertuples(index=False)]  # fmt: skip
+    return markdown_table(TableSpec("", [str(c) for c in table.columns], rows), heading=False)
 
 
 def render(settings: list[Setting]) -> str:
