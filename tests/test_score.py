@@ -17,6 +17,7 @@ from oodbench import metrics, runs
 from oodbench.cli import main
 from oodbench.config import ScoreConfig
 from oodbench.errors import UserError
+from oodbench.scoring import rows as metrics_rows
 from oodbench.scoring import run as scoring
 
 
@@ -83,8 +84,8 @@ def test_paper_rows_are_the_mean_and_std_of_seeded_draws() -> None:
     g = torch.Generator().manual_seed(0)
     id_s, ood_s = torch.randn(500, generator=g) + 1, torch.randn(3000, generator=g)
     cfg = ScoreConfig(protocol="paper")
-    row = scoring.metric_row(id_s, ood_s, cfg)
-    assert row == scoring.metric_row(id_s, ood_s, cfg) and row["n_ood"] == 100  # |ID| / 5
+    row = metrics_rows.metric_row(id_s, ood_s, cfg)
+    assert row == metrics_rows.metric_row(id_s, ood_s, cfg) and row["n_ood"] == 100  # |ID| / 5
     draws = []  # the protocol, recomputed here: 10 seeded draws of |ID| / 5 OOD samples
     for draw in range(cfg.paper_draws):
         pick = np.random.default_rng(cfg.paper_seed + draw).choice(3000, 100, replace=False)
@@ -93,7 +94,7 @@ def test_paper_rows_are_the_mean_and_std_of_seeded_draws() -> None:
         values = [100 * d[key] for d in draws]
         assert row[key] == pytest.approx(np.mean(values))
         assert row[f"{key}_std"] == pytest.approx(np.std(values)) and row[f"{key}_std"] > 0
-    full = scoring.metric_row(id_s, ood_s, ScoreConfig())
+    full = metrics_rows.metric_row(id_s, ood_s, ScoreConfig())
     assert math.isnan(full["fpr95_std"]) and full["n_ood"] == 3000
     assert full["fpr95"] == pytest.approx(100 * metrics.fpr_at_tpr(id_s, ood_s, 0.95))
 
@@ -103,17 +104,17 @@ def test_row_writer_keeps_order_and_raises_a_failed_row(tmp_path: Path) -> None:
     id_s, ood_s = torch.randn(300, generator=g) + 1, torch.randn(200, generator=g)
     cfg, path = ScoreConfig(), tmp_path / "metrics.csv"
     heads = [{"run": "r", "detector": f"d{i}", "ood_dataset": "o"} for i in range(4)]
-    with scoring.RowWriter(path) as writer:
+    with metrics_rows.RowWriter(path) as writer:
         for head in heads:
             writer.submit(head, id_s, ood_s * (1 + int(head["detector"][1:])), cfg)
         rows = writer.rows()
     assert [r["detector"] for r in rows] == ["d0", "d1", "d2", "d3"]  # submission order
-    assert rows[2] == {**heads[2], **scoring.metric_row(id_s, 3 * ood_s, cfg, ("d2", "o",
+    assert rows[2] == {**heads[2], **metrics_rows.metric_row(id_s, 3 * ood_s, cfg, ("d2", "o",
                                                          "full", "id-positive"))}  # fmt: skip
     assert len(runs.read_metrics(path)) == 4  # each merged into metrics.csv
     bad = ood_s.clone()
     bad[0] = float("nan")
-    with pytest.raises(UserError, match="NaN"), scoring.RowWriter(path) as writer:
+    with pytest.raises(UserError, match="NaN"), metrics_rows.RowWriter(path) as writer:
         writer.submit({**heads[0], "detector": "nan"}, id_s, bad, cfg)
         writer.rows()
     assert "nan" not in set(runs.read_metrics(path)["detector"])  # nothing half-written

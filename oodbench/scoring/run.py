@@ -10,12 +10,10 @@ the warm cache.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from rich.progress import Progress
@@ -33,7 +31,6 @@ from oodbench.runs import (
     done_keys,
     drop_changed_params,
     drop_stale,
-    merge_metrics,
 )
 from oodbench.scoring import sharded, tune
 from oodbench.scoring.extract import (
@@ -52,6 +49,7 @@ from oodbench.scoring.inputs import (
     resolve_run_dir,
     tracker,
 )
+from oodbench.scoring.rows import RowWriter
 
 
 @dataclass
@@ -76,89 +74,6 @@ def build_detectors(cfg: ScoreConfig) -> list[Detector]:
     """Expand "all", create each detector once with its --param values and the flags it takes."""
     flags = {"k": cfg.k, "temperature": cfg.temperature}  # shorthand for knn.k, <det>.temperature
     return det_registry.build(cfg.detectors, cfg.params, flags)
-
-
-def metric_row(
-    id_scores: torch.Tensor, ood_scores: torch.Tensor, cfg: ScoreConfig, key: tuple = ()
-) -> dict[str, Any]:
-    """fpr95/auroc/aupr in percent; under the paper protocol the mean and std of the draws;
-    with each value its 95% bootstrap interval, seeded by the row's ``key`` (runs.KEY)."""
-    if cfg.protocol == "full":
-        values = metrics.ood_metrics(id_scores, ood_scores, cfg.positive)
-        row = {k: 100 * v for k, v in values.items()}
-        row.update({f"{k}_std": math.nan for k in VALUES})
-        row.update(intervals(id_scores, ood_scores, cfg, key, len(ood_scores)))
-        return {**row, "n_id": len(id_scores), "n_ood": len(ood_scores)}
-    n_sub = min(len(ood_scores), max(1, len(id_scores) // 5))
-    draws = []
-    for draw in range(cfg.paper_draws):
-        rng = np.random.default_rng(cfg.paper_seed + draw)
-        pick = torch.from_numpy(rng.choice(len(ood_scores), size=n_sub, replace=False))
-        # fast_metrics: scikit-learn's definitions (equal to 1e-12, tests/test_metrics.py) at
-        # a tenth of the time; 10 draws a row made scikit-learn's checks a quarter of -d all
-        draws.append(metrics.fast_metrics(id_scores, ood_scores[pick], cfg.positive))
-    row = {}
-    for k in VALUES:
-        vals = 100 * np.array([d[k] for d in draws])
-        row[k], row[f"{k}_std"] = float(vals.mean()), float(vals.std())
-    row.update(intervals(id_scores, ood_scores, cfg, key, n_sub))
-    return {**row, "n_id": len(id_scores), "n_ood": n_sub}
-
-
-def intervals(
-    id_scores: torch.Tensor, ood_scores: torch.Tensor, cfg: ScoreConfig, key: tuple, size: int
-) -> dict[str, float]:
-    """``<value>_lo``/``_hi`` in percent and ``n_boot``. Each resample draws ``size`` OOD
-    scores with replacement from the whole OOD set (the paper protocol's subsample size), so
-    under the paper protocol the interval is that of one draw: conservative for the mean of
-    the draws, which is never less precise than one draw (docs/metrics.md)."""
-    n_boot = metrics.N_BOOT
-    found = metrics.bootstrap_intervals(id_scores, ood_scores, cfg.positive, n_boot=n_boot,
-                                        seed=metrics.row_seed(*key), ood_size=size)  # fmt: skip
-    out: dict[str, float] = {"n_boot": n_boot}
-    for k, (lo, hi) in found.items():
-        out[f"{k}_lo"], out[f"{k}_hi"] = 100 * lo, 100 * hi
-    return out
-
-
-class RowWriter:
-    """Metrics rows computed on one background thread while the caller scores the next
-    detector, and merged into metrics.csv in submission order, each as soon as it is done.
-
-    The bootstrap and the paper protocol's draws (numpy and torch, which release the GIL) are
-    about 40% of ``score -d all``; overlapping them with the detectors' fits and forward passes
-    saves most of that on 2 cores (docs/performance.md). A failed row raises at the next
-    ``submit`` or at ``rows``; leaving the block early cancels the rows not yet started.
-    """
-
-    def __init__(self, path: Path) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.path = path
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="oodbench-metrics")
-        self.pending: list[Any] = []
-
-    def _finish(self, head: dict[str, Any], id_scores: torch.Tensor, ood_scores: torch.Tensor,
-                cfg: ScoreConfig) -> dict[str, Any]:  # fmt: skip
-        key = (head["detector"], head["ood_dataset"], cfg.protocol, cfg.convention)
-        row = {**head, **metric_row(id_scores, ood_scores, cfg, key)}
-        merge_metrics(self.path, [row])  # each finished pair is kept at once
-        return row
-
-    def submit(self, head: dict[str, Any], id_scores: torch.Tensor, ood_scores: torch.Tensor,
-               cfg: ScoreConfig) -> None:  # fmt: skip
-        for done in (f for f in self.pending if f.done()):
-            done.result()  # re-raises a failed row's error now, not at the end
-        self.pending.append(self.pool.submit(self._finish, head, id_scores, ood_scores, cfg))
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [f.result() for f in self.pending]
-
-    def __enter__(self) -> RowWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------- the run being scored
