@@ -6,9 +6,9 @@
 #   2. losses x 3 seeds x both tracks (far, near) at EPOCHS (30), every detector tuned on
 #      validation data (the --val-ood default, real held-out images)
 #   3. the same runs scored again with the papers' detector defaults (--no-tune)
-#   4. CE and LogitNorm runs re-tuned on noise only and on noise+real (copies of the far runs,
+#   4. convergence check: CE and LogitNorm, seed 0, twice the epochs
+#   5. CE and LogitNorm runs re-tuned on noise only and on noise+real (copies of the far runs,
 #      tunable detectors only): which validation data is the better proxy
-#   5. convergence check: CE and LogitNorm, seed 0, twice the epochs
 set -euo pipefail
 OUT=${1:?usage: scripts/study.sh OUT [PYTHON]}
 PY=${2:-.venv/bin/python}
@@ -31,6 +31,9 @@ MAIN=(--losses $LOSSES --tau "$TAU" --seeds 0,1,2 "${DATA[@]}" --epochs "$EPOCHS
 $OOD bench "${MAIN[@]}"
 $OOD bench "${MAIN[@]}" --no-tune
 
+$OOD bench --losses ce,logitnorm --tau "$TAU" "${DATA[@]}" --epochs $((2 * EPOCHS)) \
+  -d msp -d energy --out "$OUT/converge" --resume
+
 for proxy in noise noise+real; do
   for seed in 0 1 2; do
     for loss in ce logitnorm; do
@@ -43,6 +46,4 @@ for proxy in noise noise+real; do
   done
 done
 
-$OOD bench --losses ce,logitnorm --tau "$TAU" "${DATA[@]}" --epochs $((2 * EPOCHS)) \
-  -d msp -d energy --out "$OUT/converge" --resume
 echo "study: done"

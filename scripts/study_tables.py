@@ -64,14 +64,17 @@ def converge_table(out: Path) -> str | None:
     folder = out / "converge"
     if not folder.is_dir():
         return None
-    lines = ["| loss | epochs | ID test accuracy | same seed at 15 epochs |",
-             "|---|---:|---:|---:|"]  # fmt: skip
+    lines = ["| loss | epochs | ID test accuracy | last 5 epochs | the study's run (seed 0) | "
+             "its epochs |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for run_dir in sorted(p for p in folder.iterdir() if (p / "summary.json").is_file()):
         cfg = RunDir(run_dir).read_config()
-        short = out / "main" / "far" / "seed0" / cfg["loss"]
-        base = RunDir(short).read_summary().get("id_accuracy", float("nan"))
+        short = RunDir(out / "main" / "far" / "seed0" / cfg["loss"])
+        base = short.read_summary().get("id_accuracy", float("nan"))
         acc = RunDir(run_dir).read_summary()["id_accuracy"]
-        lines.append(f"| {losses.title(cfg['loss'])} | {cfg['epochs']} | {acc:.2f} | {base:.2f} |")
+        hist = _history(run_dir)["test_acc"].to_numpy()
+        epochs = short.read_config()["epochs"]
+        lines.append(f"| {losses.title(cfg['loss'])} | {cfg['epochs']} | {acc:.2f} | "
+                     f"{hist[-1] - hist[-6]:+.2f} | {base:.2f} | {epochs} |")  # fmt: skip
     return "\n".join(lines)
 
 
