@@ -1,6 +1,7 @@
 """Markdown tables of docs/results.md from a study folder written by scripts/study.sh.
 
     .venv/bin/python scripts/study_tables.py STUDY_OUT [REPORT.matrix.csv ...] > tables.md
+    .venv/bin/python scripts/study_tables.py --plot STUDY_OUT convergence.png
 
 Prints: the tau sweep (validation columns chose, test columns shown to judge), and per track
 and loss the ID accuracy over seeds with the last epochs of training (the plateau check), plus
@@ -138,6 +139,40 @@ def matrix_summary(path: Path, tuned: bool) -> str:
     return "\n".join(lines)
 
 
+def convergence_plot(out: Path, path: Path) -> None:
+    """Test accuracy per epoch: each loss's far-OOD runs (mean over seeds, band = min..max)
+    and the convergence check's longer runs, dashed. Test accuracy is watched here, never used
+    to choose anything."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colors: dict[str, str] = {}
+    for loss_dir in sorted({p.name for p in (out / "main" / "far").glob("seed*/*")}):
+        runs = [_history(p) for p in sorted((out / "main" / "far").glob(f"seed*/{loss_dir}"))]
+        acc = np.stack([h["test_acc"].to_numpy() for h in runs])
+        epochs = runs[0]["epoch"].to_numpy()
+        (line,) = ax.plot(
+            epochs, acc.mean(0), label=f"{losses.title(loss_dir)} ({len(runs)} seeds)"
+        )
+        ax.fill_between(epochs, acc.min(0), acc.max(0), color=line.get_color(), alpha=0.2)
+        colors[loss_dir] = line.get_color()
+    for run_dir in sorted((out / "converge").glob("*")) if (out / "converge").is_dir() else []:
+        if (run_dir / "history.csv").is_file():
+            h, loss = _history(run_dir), str(RunDir(run_dir).read_config()["loss"])
+            ax.plot(h["epoch"], h["test_acc"], "--", color=colors.get(loss),
+                    label=f"{losses.title(loss)}, {len(h)} epochs (seed 0)")  # fmt: skip
+    ax.set(xlabel="epoch", ylabel="ID test accuracy (%)", ylim=(84, None),
+           title="Accuracy per epoch (cosine schedule ends at each run's last epoch)")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(out: Path, matrices: list[Path]) -> None:
     if (out / "tau" / "tau_sweep.csv").is_file():
         print("## tau sweep\n\n" + tau_table(out))
@@ -154,4 +189,7 @@ def main(out: Path, matrices: list[Path]) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]])
+    if sys.argv[1] == "--plot":  # study_tables.py --plot STUDY_OUT OUT.png
+        convergence_plot(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        main(Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]])
