@@ -173,6 +173,24 @@ def convergence_plot(out: Path, path: Path) -> None:
     plt.close(fig)
 
 
+def detector_table(path: Path, tuned: bool, metric: str) -> str:
+    """Every detector (rows) by loss (columns): the metric's mean over seeds and, against CE,
+    its paired change (``*`` significant)."""
+    view = setting_view(pd.read_csv(path), tuned)
+    groups = list(dict.fromkeys(view.group))
+    cells: dict[str, dict[str, str]] = {}
+    for r in view.to_dict("records"):
+        delta = r[f"{metric}_delta"]
+        text = f"{r[metric]:.2f}"
+        if not pd.isna(delta):
+            text += f" ({delta:+.1f}{'*' if r[f'{metric}_significant'] else ''})"
+        cells.setdefault(r["name"], {})[r["group"]] = text
+    lines = ["| detector | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
+    for name in sorted(cells):
+        lines.append(f"| {name} | " + " | ".join(cells[name].get(g, "") for g in groups) + " |")
+    return "\n".join(lines)
+
+
 def main(out: Path, matrices: list[Path]) -> None:
     if (out / "tau" / "tau_sweep.csv").is_file():
         print("## tau sweep\n\n" + tau_table(out))
@@ -186,6 +204,8 @@ def main(out: Path, matrices: list[Path]) -> None:
         for tuned in (True, False):
             setting = "tuned" if tuned else "papers' defaults"
             print(f"\n## {path.name}, {setting}\n\n" + matrix_summary(path, tuned))
+            for metric in ("fpr95", "auroc"):
+                print(f"\n### {metric}\n\n" + detector_table(path, tuned, metric))
 
 
 if __name__ == "__main__":
