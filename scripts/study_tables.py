@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from oodbench.detectors.base import TUNED
 from oodbench.runs import RunDir
 from oodbench.train import losses
 
@@ -79,9 +80,6 @@ def converge_table(out: Path) -> str | None:
     return "\n".join(lines)
 
 
-TUNED = "[tuned]"
-
-
 def setting_view(matrix: pd.DataFrame, tuned: bool) -> pd.DataFrame:
     """One row per (loss, detector): the tuned row where the detector has a grid (tuned=True)
     or the papers' defaults (tuned=False); detectors without a grid appear in both."""
@@ -96,11 +94,16 @@ def setting_view(matrix: pd.DataFrame, tuned: bool) -> pd.DataFrame:
 
 
 def _signed(view: pd.DataFrame, metric: str, worse_if: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    sig = view[view[f"{metric}_significant"] == True]  # noqa: E712 - a pandas mask
+    sig = view[view[f"{metric}_significant"].fillna(False).astype(bool)]
     up = sig[f"{metric}_delta"] > 0
     worse = sig[up] if worse_if == "up" else sig[~up]
     better = sig[~up] if worse_if == "up" else sig[up]
     return worse, better
+
+
+def _delta(row: dict | pd.Series, metric: str, digits: int) -> str:
+    """The change against CE, ``*`` when significant."""
+    return f"{row[f'{metric}_delta']:+.{digits}f}{'*' if row[f'{metric}_significant'] else ''}"
 
 
 def matrix_summary(path: Path, tuned: bool) -> str:
@@ -127,11 +130,8 @@ def matrix_summary(path: Path, tuned: bool) -> str:
         sig += "; better: " + (", ".join(f"{r.name} {r.fpr95_delta:+.1f}"
                                          for r in better.itertuples()) or "none")  # fmt: skip
 
-        def star(row: pd.Series, m: str) -> str:
-            return f"{row[f'{m}_delta']:+.2f}{'*' if row[f'{m}_significant'] else ''}"
-
         lines.append(
-            f"| {part.group.iloc[0]} | {star(msp, 'fpr95')} | {star(msp, 'auroc')} | "
+            f"| {part.group.iloc[0]} | {_delta(msp, 'fpr95', 2)} | {_delta(msp, 'auroc', 2)} | "
             f"{(part.fpr95_delta > 0).sum()} of {n} ({len(worse)}) | "
             f"{(part.fpr95_delta < 0).sum()} ({len(better)}) | "
             f"{(part.auroc_delta < 0).sum()} of {n} ({len(lower)}) | {sig} | {best_text} |"
@@ -183,7 +183,7 @@ def detector_table(path: Path, tuned: bool, metric: str) -> str:
         delta = r[f"{metric}_delta"]
         text = f"{r[metric]:.2f}"
         if not pd.isna(delta):
-            text += f" ({delta:+.1f}{'*' if r[f'{metric}_significant'] else ''})"
+            text += f" ({_delta(r, metric, 1)})"
         cells.setdefault(r["name"], {})[r["group"]] = text
     lines = ["| detector | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
     for name in sorted(cells):
