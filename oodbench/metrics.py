@@ -324,3 +324,82 @@ def paired_interval(diffs: ArrayLike, level: float = LEVEL) -> tuple[float, floa
         return None
     half = float(student_t.ppf(0.5 + level / 2, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
     return float(d.mean() - half), float(d.mean() + half)
+
+
+# ---------------------------------------------------------------- failure detection
+
+FAILURE = ("aurc", "eaurc", "augrc", "auroc", "fpr95")  # failure_metrics' keys, in order
+
+
+def _failure_inputs(scores: ArrayLike, correct: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    s, ok = to_numpy(scores).ravel(), to_numpy(correct, bool).ravel()
+    if s.size == 0 or s.size != ok.size:
+        raise UserError(f"failure metrics need one correct/wrong flag per score, got {s.size} "
+                        f"scores and {ok.size} flags")  # fmt: skip
+    if not np.all(np.isfinite(s)):
+        raise UserError("detector produced NaN or infinite scores; check the model and inputs")
+    return s, ok
+
+
+def _failure_values(h_right: np.ndarray, h_wrong: np.ndarray) -> np.ndarray:
+    """aurc, eaurc, augrc, auroc, fpr95 (5 x b) from per-slot counts (b x u, ascending);
+    AUROC and FPR95 are NaN in a resample without correct or without wrong samples."""
+    from oodbench.selective import rc_areas
+
+    aurc, augrc, best = rc_areas(h_right, h_wrong)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fpr, auc = _curve_metrics(h_right, h_wrong, "id", 0.95)[:2]
+    one_class = (h_right.sum(axis=1) == 0) | (h_wrong.sum(axis=1) == 0)
+    fpr[one_class], auc[one_class] = math.nan, math.nan
+    return np.stack([aurc, aurc - best, augrc, auc, fpr])
+
+
+def failure_metrics(scores: ArrayLike, correct: ArrayLike) -> dict[str, float]:
+    """Failure detection on the ID test set: does the score rank the model's own mistakes last?
+
+    ``scores``: higher = more confident; ``correct``: whether each prediction is right. Returns
+    fractions: ``aurc`` (Geifman & El-Yaniv 2017), ``eaurc`` (AURC minus the AURC of a perfect
+    ranking of the same predictions), ``augrc`` (Traub et al., NeurIPS 2024), and ``auroc`` and
+    ``fpr95`` of correct (positive) vs wrong: FPR95 is the fraction of wrong predictions kept
+    at the threshold that keeps 95% of the correct ones. Tied scores form one point of each
+    curve (``oodbench.selective``; docs/metrics.md). AUROC and FPR95 are NaN when every
+    prediction is right or every one wrong."""
+    s, ok = _failure_inputs(scores, correct)
+    out = dict.fromkeys(FAILURE, math.nan)
+    grid, slots = np.unique(s, return_inverse=True)
+    h_right = np.bincount(slots[ok], minlength=grid.size).astype(np.float64)[None]
+    h_wrong = np.bincount(slots[~ok], minlength=grid.size).astype(np.float64)[None]
+    out.update(zip(FAILURE, map(float, _failure_values(h_right, h_wrong)[:, 0]), strict=True))
+    if ok.all() or not ok.any():
+        return out
+    out["auroc"] = float(roc_auc_score(ok, s))
+    out["fpr95"] = fpr_at_tpr(s[ok], s[~ok], 0.95, "id")
+    return out
+
+
+def failure_intervals(
+    scores: ArrayLike, correct: ArrayLike, *, n_boot: int = N_BOOT, seed: int = 0,
+    level: float = LEVEL,
+) -> dict[str, tuple[float, float]]:  # fmt: skip
+    """Percentile bootstrap intervals (fractions) of ``failure_metrics``' five values.
+
+    The (score, correct) pairs are resampled together, not stratified: the error rate varies
+    between resamples as it would between test sets, and AURC depends on it. Resamples without
+    a wrong (or a correct) prediction are left out of the AUROC and FPR95 percentiles."""
+    s, ok = _failure_inputs(scores, correct)
+    grid, slots = np.unique(s, return_inverse=True)
+    u = grid.size
+    pairs = slots * 2 + ok  # slot 2j: wrong at score j, slot 2j + 1: correct
+    rng = np.random.default_rng(seed)
+    step = max(1, _CHUNK // max(2 * u, s.size))
+    parts = []
+    for start in range(0, n_boot, step):
+        n = min(step, n_boot - start)
+        h = _resampled_counts(pairs, s.size, n, 2 * u, rng).astype(np.float64)
+        parts.append(_failure_values(h[:, 1::2], h[:, 0::2]))
+    draws = np.concatenate(parts, axis=1)
+    tail = 100 * (1 - level) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN metric gives NaN bounds
+        lo, hi = np.nanpercentile(draws, [tail, 100 - tail], axis=1)
+    return {k: (float(lo[i]), float(hi[i])) for i, k in enumerate(FAILURE)}
