@@ -13,6 +13,8 @@ from oodbench import console
 from oodbench.cli import main
 from oodbench.data import DATASETS, OFFLINE_OOD, load
 from oodbench.data import cache as cache_mod
+from oodbench.data.corruptions import CORRUPTIONS
+from oodbench.data.listing import shifted_row
 from oodbench.data.registry import KINDS
 from oodbench.data.sources import fonts, glyphs, scripts
 from oodbench.data.sources.common import make_set
@@ -160,14 +162,16 @@ def test_oodbench_datasets_lists_exactly_the_registry(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every dataset `oodbench datasets` lists is registered and every registered one is listed,
-    once; the offline sets say they are here."""
+    once, and the shifted track has a row per corruption; the offline sets say they are here."""
     monkeypatch.setattr(console, "stdout", Console(width=250))  # no folded names
     assert main(["datasets"]) == 0
     rows = [line.split("│")[1:-1] for line in capsys.readouterr().out.splitlines()]
     # the main table has 6 columns; the sources table that follows repeats the names in 2
     cells = [[c.strip() for c in row] for row in rows if len(row) >= 6]
     listed = [row[0] for row in cells if row[0] and row[0] != "name"]
-    assert sorted(listed) == sorted(DATASETS.names())
+    shifted = [shifted_row(c) for c in CORRUPTIONS]
+    assert sorted(listed) == sorted(DATASETS.names() + shifted) and len(shifted) >= 8
+    assert {row[1] for row in cells if row[0] in shifted} == {"shifted"}
     available = {row[0]: row[5] for row in cells if row[0]}
     for name in ("fashion-mnist", *OFFLINE_OOD):
         assert available[name] == "yes", name

@@ -14,10 +14,13 @@ from oodbench.registry import Registry
 
 Found = TypeVar("Found")
 
-KINDS = ("offline", "download", "folder", "synthetic")
+KINDS = ("offline", "download", "folder", "synthetic", "shifted")
 # What an OOD set is for in a benchmark: a choice (tau, a hyperparameter, a headline's best
 # detector) reads "validation" sets only; averages and verdicts read "test" sets only.
 OOD_ROLES = ("test", "validation")
+# "id": can be trained on (and serves as OOD for other ID sets); "ood": an OOD set; "shifted":
+# a corrupted copy of an ID test set, scored as ID under shift, never offered as OOD.
+ROLES = ("id", "ood", "shifted")
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,16 @@ class DatasetSpec:
     role: str = "ood"  # "id" when it can be an ID training set (it also serves as OOD), else "ood"
     ood_role: str = "test"  # one of OOD_ROLES: never both
     near_of: str | None = None  # the ID set whose held-out classes these are (near-OOD track)
+    # A covariate-shifted copy of an ID test set (kind "shifted", role "shifted": ID images,
+    # labels kept, never an OOD set): its corruption (data/corruptions.py) and severity 1..5.
+    corruption: str | None = None
+    severity: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"dataset kind must be one of {KINDS}, got {self.kind!r}")
+        if self.role not in ROLES:
+            raise ValueError(f"dataset role must be one of {ROLES}, got {self.role!r}")
         if self.ood_role not in OOD_ROLES:
             raise ValueError(f"ood_role must be one of {OOD_ROLES}, got {self.ood_role!r}")
 

@@ -15,3 +15,6 @@ from oodbench.data.sources import (  # noqa: F401
     scripts,
     synthetic,
 )
+
+# Last: it gives every ID set registered above its shifted sets (``<id>-c:...``).
+from oodbench.data.sources import shifted  # noqa: F401, E402  (isort: skip)
