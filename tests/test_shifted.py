@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from oodbench.config import ScoreConfig
 from oodbench.data import DATASETS, load, shifted_sets
 from oodbench.data import corruptions as C
 from oodbench.data.imageset import ImageSet
 from oodbench.data.registry import DatasetSpec, LoadRequest
 from oodbench.data.sources import shifted
 from oodbench.errors import UserError
-from oodbench.scoring.inputs import default_ood
+from oodbench.scoring.inputs import default_ood, ood_names
 
 # CIFAR-10-C's severity parameters, transcribed from the reference code that made it:
 # https://github.com/hendrycks/robustness/blob/ca360085d57889288c4143fddd8a707bbcae01bd/
@@ -103,6 +104,8 @@ def test_never_offered_as_ood_by_default() -> None:
     names = set(default_ood(None, "fashion-mnist"))
     assert names and not names & set(shifted_sets("fashion-mnist"))
     assert all(DATASETS.get(n).kind != "shifted" for n in names)
+    with pytest.raises(UserError, match="not an OOD set"):  # nor when asked for
+        ood_names(ScoreConfig(ood=("fashion-mnist-c:fog:3",)), "fashion-mnist")
 
 
 @pytest.mark.parametrize("bad", ["fashion-mnist-c:nope:3", "fashion-mnist-c:fog",

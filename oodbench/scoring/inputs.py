@@ -66,6 +66,11 @@ def ood_names(cfg: ScoreConfig, id_name: str) -> list[str]:
         DATASETS.get(name)  # unknown names: a close-match suggestion
         if name == id_name:
             raise UserError(f"--ood {name} is the run's ID dataset; choose another OOD set")
+        if DATASETS.get(name).role == "shifted":
+            raise UserError(
+                f"--ood {name} is a corrupted copy of an ID test set (ID images under shift, "
+                "labels kept), not an OOD set; choose another OOD set"
+            )
         near_of = DATASETS.get(name).near_of
         if near_of is not None and near_of != id_name:
             raise UserError(
