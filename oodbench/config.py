@@ -21,6 +21,9 @@ PROTOCOLS = ("full", "paper")
 POSITIVES = ("id", "ood")
 # auto = bf16 autocast on CUDA, fp32 on CPU (what 0.1.0 did); see oodbench.models.precision
 PRECISIONS = ("auto", "fp32", "bf16")
+# The linear head detectors score with: the loss's inference head (T2FNorm: W / tau, as
+# OpenOOD scores it) or the trained one as it is (oodbench.scoring.inputs.load_network).
+HEADS = ("inference", "raw")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 _PARAM = re.compile(r"^([A-Za-z0-9_-]+)\.([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
 
@@ -161,9 +164,11 @@ class ScoreConfig:
     precision: str = "fp32"  # of extraction; bf16 caches are kept apart from fp32 ones
     tune: bool = False  # --tune: each tunable detector's grid searched on validation data
     val_ood: tuple[str, ...] = ()  # --val-ood sets or groups; empty = scoring.tune.DEFAULT_VAL
+    head: str = "inference"  # --head, one of HEADS
 
     def __post_init__(self) -> None:
         check_choice("--protocol", self.protocol, PROTOCOLS)
+        check_choice("--head", self.head, HEADS)
         check_choice("--positive", self.positive, POSITIVES)
         check_choice("--precision", self.precision, PRECISIONS)
         check_choice("--device", self.device, DEVICES)
@@ -216,6 +221,17 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper-cifar10": _PAPER_RECIPE | {"dataset": "cifar10"},
     "paper-cifar100": _PAPER_RECIPE | {"dataset": "cifar100"},
 }
+# A preset's tau is LogitNorm's (the paper's value); every other loss, T2FNorm's tau included,
+# keeps the default it declares, under `train --preset` and `bench --preset` alike.
+PRESET_TAU_LOSS = "logitnorm"
+
+
+def preset_for_loss(recipe: dict[str, Any], loss: str) -> dict[str, Any]:
+    """The preset's TrainConfig fields for a run of ``loss``: without its tau unless the loss
+    is LogitNorm (a tau typed on the command line still applies to the chosen loss)."""
+    if loss == PRESET_TAU_LOSS:
+        return dict(recipe)
+    return {k: v for k, v in recipe.items() if k != "tau"}
 
 
 @dataclass(frozen=True)

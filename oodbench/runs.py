@@ -50,7 +50,7 @@ VALUES = ["fpr95", "auroc", "aupr_in", "aupr_out"]
 COLUMNS = [
     "run", "seed", "loss", "tau", "model", "id_dataset", *KEY,
     *VALUES, *(f"{v}_std" for v in VALUES), "n_id", "n_ood", "weights_hash", "params",
-    *(f"{v}_{end}" for v in VALUES for end in ("lo", "hi")), "n_boot",
+    *(f"{v}_{end}" for v in VALUES for end in ("lo", "hi")), "n_boot", "head",
 ]  # fmt: skip
 # 95% bootstrap interval of each value (percent; metrics.bootstrap_intervals) and the number of
 # resamples behind it; rows of older files have none and read as NaN.
@@ -60,6 +60,8 @@ REQUIRED = [*KEY, "fpr95", "auroc"]  # a file without these cannot be scored ont
 # so rows that recorded no weights are stale (see drop_stale).
 OPTIONAL = {"weights_hash": "", "aupr_in": float("nan"), "aupr_out": float("nan"), "params": ""}
 OPTIONAL |= {c: float("nan") for c in [*INTERVALS, "n_boot"]}
+# The head detectors read (scoring.inputs.load_network): rows before 0.3 all read the trained one.
+OPTIONAL["head"] = "raw"
 # How deep under a folder a scored run may sit: runs/x, runs/bench/ce, runs/bench/seed0/ce.
 MAX_DEPTH = 3
 

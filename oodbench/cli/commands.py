@@ -64,6 +64,13 @@ def score(
         bool, typer.Option("--tune", help="Tune detectors on validation data.")
     ] = False,
     val_ood: ValOod = None,
+    head: Annotated[
+        str,
+        typer.Option(
+            help="inference: the head the loss scores with (T2FNorm: W/tau, so logits "
+            "fc(h/tau)); raw: the trained head as it is. Recorded in each row."
+        ),
+    ] = "inference",
     runs_dir: RunsDir = Path("runs"),
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 512,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -87,6 +94,7 @@ def score(
         positive=positive, k=k, temperature=temperature, batch_size=batch_size, device=device,
         root=str(root) if root else None, download=download, overwrite=overwrite,
         params=tuple(param or ()), tune=tune, val_ood=tuple(val_ood or ()), precision=precision,
+        head=head,
     )  # fmt: skip
     result = score_run(cfg, quiet=quiet)
     if result.rank:  # torchrun: only rank 0 reports

@@ -5,7 +5,9 @@ progress bar. Shared by the orchestrator (``run``) and the torchrun prefetch (``
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -38,6 +40,45 @@ def resolve_run_dir(cfg: ScoreConfig) -> RunDir:
     if newest is None:
         raise UserError(f"no trained run under {runs}; run 'oodbench train' first or pass RUN_DIR")
     return newest
+
+
+@dataclass
+class Network:
+    """The network a score call scores with: the trained model with the head its loss scores
+    with (``head``: "inference" when that head differs from the trained one, else "raw"), its
+    TrainConfig, facts about its data (``checkpoint.load_run``) and the hash that keys its caches,
+    scores and metrics rows."""
+
+    model: torch.nn.Module
+    train_cfg: TrainConfig
+    info: dict[str, Any]
+    model_hash: str
+    head: str
+
+
+def load_network(run_dir: Path, device: torch.device | str, head: str = "inference") -> Network:
+    """The run's model, its linear head replaced by its loss's ``inference_head`` unless
+    ``head`` is "raw" (T2FNorm: ``(W / tau, b)``, so the logits are ``fc(h / tau)``; the features
+    stay ``h``). Extraction, the cached head and the network-rerunning detectors all see that one
+    network. The hash is the weight file's for the trained head and the scored network's
+    otherwise, so outputs, scores and rows of the other head are never reused as these."""
+    from oodbench.scoring.extract import weights_hash
+    from oodbench.train.checkpoint import load_run
+    from oodbench.train.losses import LOSSES, make_loss
+
+    model, tc, info = load_run(run_dir, device)
+    trained = info.get("weights_sha256") or weights_hash(model)
+    linear = model.get_classifier()
+    if head == "raw" or tc.loss not in LOSSES or not isinstance(linear, torch.nn.Linear):
+        return Network(model, tc, info, trained, "raw")  # imported models: "imported" loss
+    new = make_loss(tc.loss, **tc.loss_params).inference_head(linear.weight, linear.bias)
+    if new is None:
+        return Network(model, tc, info, trained, "raw")
+    with torch.no_grad():
+        linear.weight.copy_(new[0])
+        if linear.bias is not None and new[1] is not None:
+            linear.bias.copy_(new[1])
+    return Network(model, tc, info, weights_hash(model), "inference")
 
 
 def default_ood(root: str | None, id_name: str) -> list[str]:

@@ -39,11 +39,11 @@ from oodbench.scoring.extract import (
     cache_expectation,
     cached_outputs,
     read_metadata,
-    weights_hash,
 )
 from oodbench.scoring.inputs import (
     id_splits,
     load_dataset,
+    load_network,
     ood_names,
     progress_bar,
     resolve_run_dir,
@@ -91,6 +91,7 @@ class Run:
     std: tuple[float, ...]
     bar: Progress
     model_hash: str = ""
+    head: str = "raw"  # the head scored: inputs.load_network
     id_test: ImageSet | None = None
     hashes: dict[str, str] = field(default_factory=dict)
     cache_hits: list[str] = field(default_factory=list)
@@ -122,16 +123,14 @@ class Run:
 
 def load(cfg: ScoreConfig, bar: Progress) -> Run:
     from oodbench.parallel import resolve_device
-    from oodbench.train.checkpoint import load_run
 
     run_dir = resolve_run_dir(cfg)
-    model, train_cfg, info = load_run(run_dir.path, resolve_device(cfg.device))
-    resolve_precision(cfg.precision, next(model.parameters()).device)  # fail before any data
-    mean, std = tuple(info["mean"]), tuple(info["std"])
-    model_hash = info.get("weights_sha256") or weights_hash(model)
+    net = load_network(run_dir.path, resolve_device(cfg.device), cfg.head)
+    resolve_precision(cfg.precision, next(net.model.parameters()).device)  # fail before any data
+    mean, std = tuple(net.info["mean"]), tuple(net.info["std"])
     # The ID test split is loaded by score_local after the selection step (scoring.tune),
     # which must not read any test set.
-    return Run(cfg, run_dir, model, train_cfg, mean, std, bar, model_hash)
+    return Run(cfg, run_dir, net.model, net.train_cfg, mean, std, bar, net.model_hash, net.head)
 
 
 def train_and_val(run: Run) -> tuple[ImageSet, ImageSet | None]:
@@ -173,7 +172,8 @@ def write_summary(run: Run, id_out: Outputs, extra: dict[str, Any] | None = None
             val_accuracy=100 * metrics.id_accuracy(val_out.logits, val_out.labels),
         )
     tc = run.train_cfg
-    summary.update(loss=tc.loss, tau=tc.tau, model=tc.model, id_dataset=tc.dataset, seed=tc.seed)
+    summary.update(loss=tc.loss, tau=tc.tau, model=tc.model, id_dataset=tc.dataset, seed=tc.seed,
+                   head=run.head)  # fmt: skip
     summary.update(extra or {})
     run.dir.write_summary(summary)
     return summary
@@ -301,9 +301,9 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
         if stale:
             from oodbench.console import stderr
 
-            stderr.print(f"[yellow]note:[/] {run.dir.weights.name} changed since {path} was "
-                         f"written: dropped {stale} stale rows; scoring anew",
-                         soft_wrap=True)  # fmt: skip
+            stderr.print(f"[yellow]note:[/] the network ({run.dir.weights.name} or --head) "
+                         f"changed since {path} was written: dropped {stale} stale rows; "
+                         "scoring anew", soft_wrap=True)  # fmt: skip
         changed = drop_changed_params(path, {d.label: d.params_text for d in detectors})
         if changed:
             from oodbench.console import stderr
@@ -315,7 +315,8 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
                       kept_selection(run))  # fmt: skip
         base = {"run": run.dir.name, "seed": tc.seed, "loss": tc.loss, "tau": tc.tau,
                 "model": tc.model, "id_dataset": tc.dataset, "protocol": cfg.protocol,
-                "convention": cfg.convention, "weights_hash": run.model_hash}  # fmt: skip
+                "convention": cfg.convention, "weights_hash": run.model_hash,
+                "head": run.head}  # fmt: skip
         with RowWriter(path) as writer:
             for ood in names:
                 todo = [d for d in detectors

@@ -104,14 +104,11 @@ def prefetch(cfg: ScoreConfig, ctx: Dist, detectors: list[Detector], quiet: bool
     """Fill the run's cache for everything the scoring will read (ID test and validation, the
     fit split when a pending detector is fitted, each OOD set with pending rows), every rank
     taking its shard. Returns the run dir (rank 0's choice)."""
-    from oodbench.scoring.extract import weights_hash
-    from oodbench.train.checkpoint import load_run
-
     # Every rank validates the run dir (so a bad one fails everywhere), rank 0's choice wins.
     run = RunDir(broadcast(ctx, str(inputs.resolve_run_dir(cfg).path)))
-    model, tc, info = load_run(run.path, ctx.device)
-    mean, std = tuple(info["mean"]), tuple(info["std"])
-    model_hash = info.get("weights_sha256") or weights_hash(model)
+    net = inputs.load_network(run.path, ctx.device, cfg.head)
+    model, tc, model_hash = net.model, net.train_cfg, net.model_hash
+    mean, std = tuple(net.info["mean"]), tuple(net.info["std"])
     with inputs.progress_bar(quiet or not ctx.main) as bar:
 
         def fetch(key: str, data: ImageSet, like: ImageSet | None = None) -> None:

@@ -48,6 +48,11 @@ class Loss:
     ) -> torch.Tensor:
         raise NotImplementedError
 
+    def inference_head(self, weight: torch.Tensor, bias: torch.Tensor | None) -> Head | None:
+        """The linear head detectors score with, from the trained ``(weight, bias)``; None (every
+        loss but T2FNorm): the trained head as it is. The features stay the raw penultimate ones."""
+        return None
+
     def mix_inputs(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> tuple[torch.Tensor, Any]:
         """For a loss that sets ``mixes_inputs``: the images the step feeds the model and the
         targets it passes to this loss, from the augmented batch ``x``, its labels ``y`` and a

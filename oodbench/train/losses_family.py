@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from oodbench.registry import Param
-from oodbench.train.losses import Loss, register
+from oodbench.train.losses import Head, Loss, register
 
 
 def t2fnorm_logits(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -51,8 +51,8 @@ def elogitnorm_scale(logits: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
 class T2FNorm(Loss):
     """Regmi et al., CVPRW 2024 (arXiv 2305.17797): CE on ``fc(normalize(h) / tau)``.
 
-    Training only: detectors see the raw features ``h`` and the raw logits ``fc(h)``
-    (docs/training.md says how that differs from OpenOOD's ``fc(h / tau)`` at test time)."""
+    At test time the network is ``fc(h / tau)``, as OpenOOD's ``forward_ood_inference``: the
+    head ``(W / tau, b)`` (``inference_head``), the features the raw ``h``."""
 
     name, title = "t2fnorm", "T2FNorm"
     params = (
@@ -64,6 +64,11 @@ class T2FNorm(Loss):
     def forward(self, logits, targets, features, head):  # type: ignore[no-untyped-def]
         weight, bias = head
         return F.cross_entropy(t2fnorm_logits(features, weight, bias, self.values["tau"]), targets)
+
+    def inference_head(self, weight: torch.Tensor, bias: torch.Tensor | None) -> Head:
+        """``fc(h / tau) == (W / tau) h + b``: OpenOOD's T2FNormNet.forward_ood_inference (it
+        skips the division only for its ImageNet models, which are not trained with T2FNorm)."""
+        return weight / self.values["tau"], bias
 
 
 @register
