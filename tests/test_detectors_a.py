@@ -172,13 +172,16 @@ def test_openmax_by_hand() -> None:
 
     det.weibull = Half()
     e = np.exp([1.5, 0.75, 1.75])
+    got = det.score(outs([[3.0, 1.0]])).numpy()
+    np.testing.assert_allclose(got, [-e[2] / e.sum()], rtol=1e-12)  # -P(unknown), the default
+    det.statistic = "max-known"
     np.testing.assert_allclose(det.score(outs([[3.0, 1.0]])).numpy(), [e[0] / e.sum()], rtol=1e-12)
-    det = detectors.create("openmax", alpha=1).fit(train)
+    det = detectors.create("openmax", alpha=1, statistic="max-known").fit(train)
     far = np.array([[60.0, 0.0]])
     expect = 1 / (2 + math.exp(60))  # revised (0, 0), unknown 60
     np.testing.assert_allclose(det.score(outs(far)).numpy(), [expect], rtol=1e-6)
-    det.include_unknown = True  # OpenOOD's max over C + 1: the unknown's, near 1
-    np.testing.assert_allclose(det.score(outs(far)).numpy(), [1 - 2 * expect], rtol=1e-6)
+    det.statistic = "unknown"  # OpenOOD v1.5: -P(unknown), near -1 far from every MAV
+    np.testing.assert_allclose(det.score(outs(far)).numpy(), [-(1 - 2 * expect)], rtol=1e-6)
 
 
 def test_openmax_weibull_fit_matches_libnotmr() -> None:
@@ -203,9 +206,9 @@ def test_openmax_weibull_fit_matches_libnotmr() -> None:
 
 
 def test_openmax_matches_openood() -> None:
-    """OpenOOD openmax_postprocessor.py: MAVs of correctly classified training logits,
-    euclidean distances, Weibull on the 20 largest (LibNotMR in place of libmr), alpha = 3,
-    one sample at a time; conf = max of the C + 1 OpenMax probabilities."""
+    """OpenOOD openmax_postprocessor.py (tag v1.5): MAVs of correctly classified training
+    logits, euclidean distances, Weibull on the 20 largest (LibNotMR in place of libmr),
+    alpha = 3, one sample at a time; conf = -1 * the unknown class's OpenMax probability."""
     train, z, y, test = openmax_problem()
     nc, alpha, tailsize = z.shape[1], 3, 20
     scores = [z[(z.argmax(1) == y) & (y == c)][:, None, :] for c in range(nc)]
@@ -232,11 +235,13 @@ def test_openmax_matches_openood() -> None:
         total = np.sum(channel) + np.exp(np.sum(unknown))
         ref.append(np.array([*(channel / total), np.exp(np.sum(unknown)) / total]))
     ref = np.array(ref)
-    det = detectors.create("openmax", include_unknown=True).fit(train)
+    det = detectors.create("openmax").fit(train)
     got = det.probabilities(torch.tensor(test)).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-3)
-    same_ranking(det.score(outs(test)).numpy(), ref.max(1))
-    det.include_unknown = False
+    conf = -1 * ref[:, -1]  # v1.5: conf = -1 * torch.from_numpy(np.array(score_openmax))[:, -1]
+    np.testing.assert_allclose(det.score(outs(test)).numpy(), conf, atol=1e-3)
+    same_ranking(det.score(outs(test)).numpy(), conf)
+    det.statistic = "max-known"
     same_ranking(det.score(outs(test)).numpy(), ref[:, :-1].max(1))
 
 
@@ -401,6 +406,22 @@ def test_nnguide_matches_openood() -> None:
     got = run("nnguide", outs(zt, ht), outs(z, h), alpha=1.0)
     np.testing.assert_allclose(got, ref, rtol=1e-6)
     same_ranking(got, ref)
+
+
+def test_nnguide_matches_pytorch_ood_040() -> None:
+    """pytorch-ood 0.4.0 (PyPI wheel) nnguide.py: bank = F.normalize(z) * logsumexp(head(z));
+    guidance = mean of the k largest F.normalize(x) @ bank.T; outlier score = -(guidance *
+    logsumexp(head(x))), k = 10. Fitted on the whole split, as alpha = 1."""
+    import torch.nn.functional as F
+
+    h, y, w, b, z = classifier(seed=13)
+    ht, _, _, _, zt = classifier(n=50, seed=14)
+    feats, test = torch.tensor(h), torch.tensor(ht)
+    bank = F.normalize(feats, dim=1) * torch.logsumexp(torch.tensor(z), dim=1)[:, None]
+    top = (F.normalize(test, dim=1) @ bank.T).topk(10, dim=1).values
+    outlier = -(top.mean(dim=1) * torch.logsumexp(torch.tensor(zt), dim=1))
+    got = run("nnguide", outs(zt, ht), outs(z, h), alpha=1.0, k=10)
+    np.testing.assert_allclose(got, -outlier.numpy(), rtol=1e-9)
 
 
 # ---------------------------------------------------------------- fdbd

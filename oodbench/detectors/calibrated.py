@@ -126,16 +126,18 @@ class OpenMax(Detector):
     """OpenMax on the logits v (the activation vector): per class c, the mean logit vector
     MAV_c of correctly classified training samples and a Weibull fit of the ``tail`` largest
     distances ||v - MAV_c||; the ``alpha`` top classes are revised, v_c <- v_c (1 - w_c ω_c),
-    and the removed mass becomes an unknown class. The score is the largest of the C known
-    OpenMax probabilities. OpenOOD takes the largest of all C + 1 (``include_unknown=True``),
-    which rises again for clearly unknown inputs (their unknown probability nears 1)."""
+    and the removed mass becomes an unknown class. The score is ``-P(unknown)``, as OpenOOD v1.5
+    (``openmax_postprocessor.py`` since 63fb6c2, "fix openmax"); ``statistic="max-known"`` takes
+    the largest of the C known OpenMax probabilities instead."""
 
     name = "openmax"
     needs = ("logits",)
     paper = "Bendale & Boult, CVPR 2016"
     alpha = Param(3, low=1, help="top classes revised (capped at K)")
     tail = Param(20, low=2, help="largest training distances per class in the Weibull fit")
-    include_unknown = Param(False, help="max over all C + 1 probabilities, as OpenOOD")
+    statistic = Param("unknown", choices=("unknown", "max-known"),
+                      help="unknown: -P(unknown), as OpenOOD v1.5; max-known: the largest of "
+                      "the C known probabilities")  # fmt: skip
 
     def fit(self, train: Outputs) -> Detector:
         v, y = as_float(train.logits), _labels(train, self.name, "training")
@@ -172,4 +174,6 @@ class OpenMax(Detector):
 
     def score(self, outputs: Outputs) -> torch.Tensor:
         probs = self.probabilities(outputs.logits)
-        return (probs if self.include_unknown else probs[:, :-1]).max(dim=1).values
+        if self.statistic == "unknown":
+            return -probs[:, -1]
+        return probs[:, :-1].max(dim=1).values
