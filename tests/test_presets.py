@@ -36,3 +36,25 @@ def test_knn_k_follows_the_knn_paper_per_dataset_and_typed_params_win() -> None:
     assert (
         BenchConfig(preset="paper-cifar10", tune=False, detectors=("msp",)).detector_params() == ()
     )
+
+
+@pytest.mark.parametrize("preset", ["paper-cifar10", "paper-cifar100"])
+def test_train_preset_gives_each_loss_its_own_tau_as_bench_does(
+    tmp_path: Path, preset: str
+) -> None:
+    """A preset's tau (0.04) is LogitNorm's: `train --preset P --loss L` trains L with the tau
+    `bench --preset P --losses L` gives it (issue 23), unless --tau is typed."""
+    from oodbench.bench.runner import _runs_for
+    from oodbench.train.losses import configure
+
+    bench = BenchConfig(preset=preset, tune=False, losses=("logitnorm", "t2fnorm", "ce"))
+    runs = {n: configure(c) for n, c in _runs_for(bench, bench.train_config())}  # as trained
+    for loss in ("logitnorm", "t2fnorm", "ce"):
+        trained = build_config({"loss": loss}, preset, False, tmp_path, None)
+        assert trained.loss_params == runs[loss].loss_params, loss
+    assert runs["logitnorm"].loss_params == {"tau": 0.04}
+    assert runs["t2fnorm"].loss_params == {"tau": 0.1}  # T2FNorm's declared default
+    typed = build_config({"loss": "t2fnorm", "tau": 0.2}, preset, False, tmp_path, None)
+    assert typed.loss_params == {"tau": 0.2}
+    typed = build_config({"loss": "logitnorm", "tau": 0.2}, preset, False, tmp_path, None)
+    assert typed.loss_params == {"tau": 0.2}

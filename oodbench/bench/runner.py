@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from oodbench.config import NEAR_SETS, NEAR_SPLITS, BenchConfig, ScoreConfig, TrainConfig
+from oodbench.config import (
+    NEAR_SETS,
+    NEAR_SPLITS,
+    PRESET_TAU_LOSS,
+    BenchConfig,
+    ScoreConfig,
+    TrainConfig,
+)
 from oodbench.console import stderr
 from oodbench.errors import EnvironmentFault, UserError
 from oodbench.runs import RunDir, bench_files, done_keys, ood_means
@@ -81,9 +88,10 @@ def track_sets(cfg: BenchConfig, stage: Stage) -> tuple[tuple[str, ...], tuple[s
 def _runs_for(cfg: BenchConfig, base: TrainConfig) -> list[tuple[str, TrainConfig]]:
     if cfg.losses:  # the loss x detector study: one run per loss, same recipe and seed
         # the preset's (or --tau) tau is LogitNorm's; every other loss keeps its own defaults
+        # (config.preset_for_loss, which `train --preset` uses too)
         tau = {"tau": base.loss_params["tau"]} if "tau" in base.loss_params else {}
         return [
-            (name, replace(base, loss=name, loss_params=tau if name == "logitnorm" else {}))
+            (name, replace(base, loss=name, loss_params=tau if name == PRESET_TAU_LOSS else {}))
             for name in cfg.losses
         ]
     runs = [("ce", replace(base, loss="ce"))]

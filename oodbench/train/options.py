@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from oodbench.config import TRAIN_PRESETS, TrainConfig, resolve_in
+from oodbench.config import TRAIN_PRESETS, TrainConfig, preset_for_loss, resolve_in
 from oodbench.errors import UserError
 from oodbench.train import checkpoint as ck
 from oodbench.train import losses
@@ -39,7 +39,7 @@ def build_config(
     if preset is not None:
         if preset not in PRESETS:
             raise UserError(f"unknown --preset {preset!r}: choose from {', '.join(PRESETS)}")
-        values |= PRESETS[preset]
+        values |= preset_for_loss(PRESETS[preset], given.get("loss", TrainConfig.loss))
     if resume:
         probe = _with_loss_params(TrainConfig.from_json(values | given), loss_params)
         run_dir = resolve_in(runs_dir, name or losses.default_name(probe))
