@@ -10,7 +10,8 @@ from oodbench import __version__
 
 app = typer.Typer(
     name="oodbench",
-    help="Benchmark out-of-distribution detection for image classifiers (CE vs LogitNorm).",
+    help="Benchmark out-of-distribution detection for image classifiers: training losses "
+    "(CE, LogitNorm and its successors) x post-hoc detectors.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

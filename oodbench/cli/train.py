@@ -26,7 +26,11 @@ def train(
         typer.Option(help="A registered loss (ce, logitnorm, ...) \\[default: ce]."),
     ] = None,
     tau: Annotated[
-        float | None, typer.Option(help="LogitNorm temperature \\[default: 0.04].")
+        float | None,
+        typer.Option(
+            help="tau of the chosen loss: LogitNorm's logit temperature \\[default: 0.04], "
+            "T2FNorm's feature temperature \\[default: 0.1]; a --preset's tau is LogitNorm's."
+        ),
     ] = None,
     penalty: Annotated[
         float | None, typer.Option(help="Lambda of logit-penalty \\[default: 0.1].")
@@ -88,7 +92,7 @@ def train(
     download: Download = False,
     quiet: Quiet = False,
 ) -> None:
-    """Train a CE, LogitNorm or logit-penalty model on any timm backbone."""
+    """Train a model with any registered loss (ce, logitnorm, t2fnorm, ...) on any timm backbone."""
     from oodbench.train.loop import TrainingInterrupted
     from oodbench.train.loop import train as run_training
     from oodbench.train.options import build_config

@@ -117,7 +117,9 @@ class KNN(Detector):
     name = "knn"
     needs = ("features",)
     paper = "Sun et al., ICML 2022"
-    # grid: oodbench's (OpenOOD's knn.yml sweeps only K_list [50]); 200 is the paper's CIFAR-100 k
+    # grid: oodbench's, for small ID sets; OpenOOD v1.5's configs/postprocessors/knn.yml (tag v1.5,
+    # since commit 32151741 "enable knn hparam search") sweeps K_list [50, 100, 200, 500, 1000].
+    # 200 is the KNN paper's CIFAR-100 k.
     k = Param(
         50,
         low=1,
