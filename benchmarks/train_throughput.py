@@ -36,10 +36,11 @@ from torchvision import transforms
 from oodbench.config import TrainConfig
 from oodbench.data import load
 from oodbench.data.augment import crop_flip, normalize
+from oodbench.data.split import validation_split
 from oodbench.models import precision as amp
 from oodbench.parallel import init
 from oodbench.train.loop import REFRESH_STEPS, Loop, build_loop
-from oodbench.train.plan import epoch_plan, validation_split
+from oodbench.train.plan import epoch_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
-"""Kept for 0.1.0 callers: checkpoints moved to ``oodbench.train.checkpoint``."""
+"""Kept for 0.1.0 callers: loading a run moved to ``oodbench.models.weights``."""
 
-from oodbench.train.checkpoint import load_run
+from oodbench.models.weights import load_run
 
 __all__ = ["load_run"]

@@ -13,7 +13,7 @@ from oodbench.errors import UserError
 
 # Loss hyperparameters that 0.1.0 kept as TrainConfig fields: config.json files, presets and
 # --tau/--penalty still give them at top level. They go to loss_params, and the train stage
-# (oodbench.train.losses, the loss registry) keeps those the chosen loss declares.
+# (oodbench.losses, the loss registry) keeps those the chosen loss declares.
 LEGACY_LOSS_PARAMS = ("tau", "penalty")
 SCHEDULES = ("cosine", "multistep")
 DEVICES = ("auto", "cpu", "cuda")
@@ -71,7 +71,7 @@ def resolve_in(base: Path, name: str) -> Path:
 class TrainConfig:
     dataset: str = "fashion-mnist"
     model: str = "small_cnn"
-    loss: str = "ce"  # a name in oodbench.train.losses.LOSSES, checked by the train stage
+    loss: str = "ce"  # a name in oodbench.losses.LOSSES, checked by the train stage
     loss_params: dict[str, Any] = field(default_factory=dict)  # e.g. {"tau": 0.04}
     epochs: int = 5
     batch_size: int = 128

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from oodbench.config import TrainConfig
 from oodbench.errors import UserError
 from oodbench.io import (
     atomic_write_bytes,
@@ -134,15 +135,18 @@ class RunDir:
         atomic_write_json(self.config, config)
 
     def read_config(self) -> dict[str, Any]:
-        """config.json as written (the caller validates it); a missing file is an error."""
+        """config.json as written, checked to read as a TrainConfig; a missing file is an
+        error."""
         if not self.config.is_file():
             raise UserError(
                 f"{self.path} is not a run dir (no {CONFIG}); check the path or train first"
             )
         try:
-            return json.loads(self.config.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = json.loads(self.config.read_text())
+            TrainConfig.from_json(data)
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as exc:
             raise UserError(f"{self.config} is corrupt ({exc}); retrain the run") from exc
+        return data
 
     def config_values(self) -> dict[str, Any]:
         """config.json for reading back (report, bench): {} when absent."""

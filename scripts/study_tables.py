@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from oodbench import losses
 from oodbench.detectors.base import TUNED
 from oodbench.runs import RunDir
-from oodbench.train import losses
 
 
 def tau_table(out: Path) -> str:

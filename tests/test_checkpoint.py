@@ -13,7 +13,8 @@ from _evil import Evil
 from oodbench.cli import main
 from oodbench.errors import UserError
 from oodbench.models import create_model
-from oodbench.train.checkpoint import load_run, load_state, weights_bytes
+from oodbench.models.weights import load_run, weights_bytes
+from oodbench.train.checkpoint import load_state
 
 
 @pytest.fixture()

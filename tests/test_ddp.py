@@ -15,8 +15,8 @@ import torch
 from _cli import BATCH, SUBSET
 
 from oodbench.config import TrainConfig
+from oodbench.models.weights import load_run
 from oodbench.parallel import Dist
-from oodbench.train.checkpoint import load_run
 from oodbench.train.plan import epoch_plan
 
 PROBE = Path(__file__).parent / "_ddp_probe.py"

@@ -165,3 +165,18 @@ def test_run_dir_file_names_are_spelled_in_one_module() -> None:
                 found.append(f"{modules()[name].relative_to(PACKAGE.parent)}:{node.lineno}")
     assert RUN_DIR_OWNER in modules(), "oodbench/runs.py owns the run-dir file names"
     assert not found, f"run-dir file names spelled outside runs.py: {found}"
+
+
+@pytest.mark.parametrize("stage_name", ["oodbench.scoring", "oodbench.report"])
+def test_scoring_and_report_never_import_training(stage_name: str) -> None:
+    """Issue 25: loading a run (models.weights), the ID split (data.split) and loss labels
+    (the loss registry, oodbench.losses) sit below both, so a run trained elsewhere can be
+    scored and reported without the training stage."""
+    found = {
+        f"{name} -> {target}"
+        for name in modules()
+        if stage(name) == stage_name
+        for target in imports(name)
+        if stage(target) == "oodbench.train"
+    }
+    assert not found, sorted(found)

@@ -15,12 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn import functional as F
 
+from oodbench import losses
 from oodbench.cli import main
 from oodbench.config import TrainConfig
 from oodbench.errors import UserError
-from oodbench.train import checkpoint as ck
-from oodbench.train import losses
-from oodbench.train.losses import (
+from oodbench.losses import (
     LOSSES,
     Param,
     cross_entropy,
@@ -29,6 +28,7 @@ from oodbench.train.losses import (
     logit_penalty,
     make_loss,
 )
+from oodbench.train import checkpoint as ck
 from oodbench.train.options import build_config
 
 ONE_STEP = ["--subset", "64", "--batch-size", "64", "--val-size", "64", "--epochs", "1",

@@ -18,9 +18,9 @@ from _cli import TRAIN
 from torch.nn import functional as F
 
 from oodbench.cli import main
+from oodbench.losses import make_loss
+from oodbench.losses.family import Mixed, elogitnorm_scale
 from oodbench.train import loop as train_mod
-from oodbench.train.losses import make_loss
-from oodbench.train.losses_family import Mixed, elogitnorm_scale
 
 NEW = ("t2fnorm", "elogitnorm", "label-smoothing", "regmixup")
 

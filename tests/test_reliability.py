@@ -15,8 +15,8 @@ import pytest
 from _cli import SCORE, TINY
 
 from oodbench.cli import main
+from oodbench.models.weights import load_run
 from oodbench.runs import COLUMNS, KEY, drop_stale, merge_metrics, read_metrics
-from oodbench.train.checkpoint import load_run
 
 
 @pytest.fixture()

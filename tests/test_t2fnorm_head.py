@@ -18,10 +18,10 @@ from safetensors.torch import load_file
 
 from oodbench.cli import main
 from oodbench.data import load as load_data
+from oodbench.losses import make_loss
+from oodbench.models.weights import load_run
 from oodbench.scoring.extract import cached_outputs, extract, read_outputs
 from oodbench.scoring.inputs import load_network
-from oodbench.train.checkpoint import load_run
-from oodbench.train.losses import make_loss
 
 TAU = 0.1
 

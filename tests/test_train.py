@@ -17,9 +17,11 @@ from oodbench.cli import main
 from oodbench.config import TrainConfig
 from oodbench.data import load
 from oodbench.data.augment import crop_flip, normalize, pad_images
+from oodbench.data.split import validation_split
+from oodbench.losses import CrossEntropy
+from oodbench.models.weights import load_run
 from oodbench.train import loop as train_mod
-from oodbench.train.checkpoint import HISTORY_COLUMNS, load_run, load_state
-from oodbench.train.losses import CrossEntropy
+from oodbench.train.checkpoint import HISTORY_COLUMNS, load_state
 
 DESIGN_CARD = ("--loss", "logitnorm", "--tau", "0.04", "--epochs", "2")
 DEFAULT_NAME = "fashion-mnist-small_cnn-logitnorm-t0.04"
@@ -81,12 +83,12 @@ def test_design_card_example_and_default_name(reference: Path) -> None:
 def test_validation_split_is_seeded_disjoint_and_independent_of_subset() -> None:
     train_set = load("fashion-mnist", "train")
     cfg = TrainConfig(val_size=500, subset=100, seed=3)
-    tr, va = train_mod.validation_split(cfg, train_set)
-    tr2, va2 = train_mod.validation_split(TrainConfig(val_size=500, seed=3), train_set)
+    tr, va = validation_split(cfg, train_set)
+    tr2, va2 = validation_split(TrainConfig(val_size=500, seed=3), train_set)
     assert torch.equal(va, va2) and torch.equal(tr, tr2[:100])
     assert len(set(tr2.tolist()) & set(va.tolist())) == 0
     assert len(tr2) + len(va) == len(train_set)
-    other = train_mod.validation_split(TrainConfig(val_size=500, seed=4), train_set)[1]
+    other = validation_split(TrainConfig(val_size=500, seed=4), train_set)[1]
     assert not torch.equal(va, other)
 
 

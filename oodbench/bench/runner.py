@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from oodbench import losses
 from oodbench.config import (
     NEAR_SETS,
     NEAR_SPLITS,
@@ -28,7 +29,6 @@ from oodbench.config import (
 from oodbench.console import stderr
 from oodbench.errors import EnvironmentFault, UserError
 from oodbench.runs import RunDir, bench_files, done_keys, ood_means
-from oodbench.train import losses
 
 # Units of work for the time estimate: one training epoch is 1 unit; scoring one run on every
 # detector costs about this many epochs of small_cnn on Fashion-MNIST (measured on 2 cores).

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from oodbench import losses
 from oodbench.config import BenchConfig, loss_params_of
 from oodbench.errors import UserError
 from oodbench.io import atomic_write_text
 from oodbench.runs import RunDir, bench_files, ood_means
-from oodbench.train import losses
 
 ACC_TOLERANCE = 1.0  # percentage points of validation accuracy
 SELECTION_DETECTOR = "msp"

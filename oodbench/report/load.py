@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from oodbench import losses
 from oodbench.config import loss_params_of
 from oodbench.errors import UserError
 from oodbench.runs import METRICS, RunDir, read_arrays, read_metrics, scored_runs
-from oodbench.train import losses
 
 
 @dataclass(frozen=True)

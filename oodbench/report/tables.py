@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 
 from oodbench.errors import UserError
+from oodbench.losses import LOSSES
 from oodbench.metrics import paired_interval
 from oodbench.report.load import Run
 from oodbench.runs import ood_means
-from oodbench.train.losses import LOSSES
 
 METRIC_COLS = ("fpr95", "auroc", "aupr")
 LOWER_IS_BETTER = {"fpr95": True, "auroc": False, "aupr": False}

@@ -14,9 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from oodbench.config import ScoreConfig, TrainConfig, resolve_in
 from oodbench.data.imageset import ImageSet
+from oodbench.data.split import validation_split
 from oodbench.errors import UserError
 from oodbench.runs import CONFIG, WEIGHTS, RunDir, newest_trained
-from oodbench.train.plan import validation_split
 
 
 def resolve_run_dir(cfg: ScoreConfig) -> RunDir:
@@ -62,9 +62,9 @@ def load_network(run_dir: Path, device: torch.device | str, head: str = "inferen
     stay ``h``). Extraction, the cached head and the network-rerunning detectors all see that one
     network. The hash is the weight file's for the trained head and the scored network's
     otherwise, so outputs, scores and rows of the other head are never reused as these."""
+    from oodbench.losses import LOSSES, make_loss
+    from oodbench.models.weights import load_run
     from oodbench.scoring.extract import weights_hash
-    from oodbench.train.checkpoint import load_run
-    from oodbench.train.losses import LOSSES, make_loss
 
     model, tc, info = load_run(run_dir, device)
     trained = info.get("weights_sha256") or weights_hash(model)

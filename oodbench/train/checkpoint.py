@@ -1,5 +1,6 @@
 """The training files of a run dir: config.json, model.safetensors, train_state.pt, history.csv
-(their names belong to oodbench.runs).
+(their names belong to oodbench.runs, the weights format and loading a trained run to
+oodbench.models.weights).
 
 Weights are read only from safetensors. ``train_state.pt`` is read only with
 ``torch.load(weights_only=True)``, so a crafted pickle cannot run code. It is the single commit
@@ -10,26 +11,20 @@ weights of one epoch with the optimizer of another.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import pickle
 import shutil
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import safetensors.torch
 import torch
-from safetensors import SafetensorError
 
+from oodbench import losses
 from oodbench.config import TrainConfig, check_run_name, resolve_in
 from oodbench.errors import UserError
 from oodbench.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from oodbench.models import create_model
 from oodbench.runs import CONFIG, HISTORY, STATE, WEIGHTS
-from oodbench.train import losses
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -44,86 +39,8 @@ HISTORY_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class Arch:
-    """What a weights file fits: saved in config.json and the safetensors metadata."""
-
-    model: str
-    num_classes: int
-    in_chans: int
-    img_size: list[int]
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def create(self) -> torch.nn.Module:
-        return create_model(self.model, self.num_classes, self.in_chans, self.img_size)
-
-    def describe(self) -> str:
-        return f"{self.model} with {self.num_classes} classes ({self.in_chans} channels)"
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module under DDP and torch.compile wrappers."""
-    model = getattr(model, "_orig_mod", model)
-    return getattr(model, "module", model)
-
-
-def weights_bytes(model: torch.nn.Module, tags: dict[str, Any]) -> bytes:
-    """safetensors bytes of the model, tagged with its architecture (``Arch.to_json()``)."""
-    state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
-    meta = {k: json.dumps(v) for k, v in tags.items()}
-    return safetensors.torch.save(state, metadata=meta)
-
-
 def save_weights(run_dir: Path, data: bytes) -> None:
     atomic_write_bytes(run_dir / WEIGHTS, data)
-
-
-def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and architecture metadata from a safetensors file (never a pickle)."""
-    if not path.is_file():
-        raise UserError(f"{path} is missing; train the run first or pass the right run dir")
-    return weights_from_bytes(path.read_bytes(), str(path))
-
-
-def weights_from_bytes(data: bytes, where: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    try:
-        tensors = safetensors.torch.load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_len])
-    except (SafetensorError, ValueError, OSError, json.JSONDecodeError) as exc:
-        raise UserError(
-            f"{where} is truncated or not a safetensors file ({exc}); retrain it"
-        ) from exc
-    meta = {k: json.loads(v) for k, v in header.get("__metadata__", {}).items()}
-    return tensors, meta
-
-
-def check_architecture(meta: dict[str, Any], arch: Arch, where: str) -> None:
-    """Refuse weights whose recorded model or class count differs from config.json."""
-    for key in ("model", "num_classes", "in_chans"):
-        if key in meta and meta[key] != getattr(arch, key):
-            raise UserError(
-                f"{where} holds {meta.get('model')} with {meta.get('num_classes')} classes "
-                f"({meta.get('in_chans')} channels) but {CONFIG} says {arch.describe()}; "
-                f"use the matching {CONFIG} or retrain"
-            )
-
-
-def load_weights_into(
-    model: torch.nn.Module, tensors: dict[str, torch.Tensor], arch: Arch, where: str
-) -> None:
-    own = unwrap(model).state_dict()
-    bad = sorted(set(own) ^ set(tensors)) + sorted(
-        k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape
-    )
-    if bad:
-        raise UserError(
-            f"{where} does not fit {arch.model} with {arch.num_classes} classes from "
-            f"{CONFIG} (first mismatch: {bad[0]}); use the matching {CONFIG} or retrain"
-        )
-    unwrap(model).load_state_dict(tensors)
 
 
 def save_state(run_dir: Path, state: dict[str, Any]) -> None:
@@ -157,54 +74,6 @@ def write_history(run_dir: Path, rows: list[dict[str, float]]) -> None:
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     atomic_write_json(run_dir / CONFIG, config)
-
-
-def read_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / CONFIG
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not a run dir (no {CONFIG}); check the path or train first")
-    try:
-        data = json.loads(path.read_text())
-        TrainConfig.from_json(data)
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is corrupt ({exc}); retrain the run") from exc
-    return data
-
-
-def arch_of(config: dict[str, Any]) -> Arch:
-    return Arch(config["model"], config["num_classes"], config["in_chans"],
-                list(config["img_size"]))  # fmt: skip
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def load_run(
-    run_dir: str | Path, device: str | torch.device = "cpu"
-) -> tuple[torch.nn.Module, TrainConfig, dict[str, Any]]:
-    """The trained model (eval mode), its TrainConfig and facts about its data.
-
-    ``info`` has num_classes, in_chans, img_size, mean, std, val_indices, epochs_done and
-    weights_sha256 (a stable hash of model.safetensors, for caches).
-    """
-    run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    cfg = TrainConfig.from_json(config)
-    arch = arch_of(config)
-    path = run_dir / WEIGHTS
-    if not path.is_file():
-        raise UserError(f"{path} is missing; finish training first (oodbench train --resume)")
-    data = path.read_bytes()
-    tensors, meta = weights_from_bytes(data, str(path))
-    check_architecture(meta, arch, str(path))
-    model = arch.create()
-    load_weights_into(model, tensors, arch, str(path))
-    info = {k: config[k] for k in ("num_classes", "in_chans", "img_size", "mean", "std")}
-    info["val_indices"] = config.get("val_indices", [])
-    info["epochs_done"] = meta.get("epoch")
-    info["weights_sha256"] = sha256(data)
-    return model.to(device).eval(), cfg, info
 
 
 # Fields that may change on --resume; every other field must match the saved config.

@@ -29,11 +29,12 @@ import safetensors.torch
 import torch
 
 from oodbench.config import TrainConfig, check_run_name, resolve_in
+from oodbench.data.split import validation_split
 from oodbench.errors import UserError
 from oodbench.models import OUR_MODELS, check_model_name
+from oodbench.models.weights import Arch, weights_bytes
 from oodbench.runs import RunDir
-from oodbench.train.checkpoint import Arch, save_weights, weights_bytes
-from oodbench.train.plan import validation_split
+from oodbench.train.checkpoint import save_weights
 
 PREFIXES = ("module.", "model.", "_orig_mod.")
 NESTED = ("state_dict", "model", "model_state_dict", "state_dict_ema", "net")

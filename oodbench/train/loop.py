@@ -19,24 +19,26 @@ from typing import Any
 
 import torch
 
+from oodbench import losses
 from oodbench import parallel as distributed
 from oodbench.config import TrainConfig
 from oodbench.data.augment import crop_flip, normalize
+from oodbench.data.split import derive_seed
 from oodbench.errors import EnvironmentFault, UserError
+from oodbench.losses import Loss
 from oodbench.models import check_model_name
 from oodbench.models import precision as amp
-from oodbench.train import checkpoint as ck
-from oodbench.train import losses
-from oodbench.train.log import Progress, environment, rng_states, set_rng_states
-from oodbench.train.losses import Loss
-from oodbench.train.plan import (  # noqa: F401  (validation_split is part of the API)
-    Data,
-    derive_seed,
-    epoch_plan,
-    load_data,
-    lr_factor,
-    validation_split,
+from oodbench.models.weights import (
+    Arch,
+    check_architecture,
+    load_weights_into,
+    weights_bytes,
+    weights_from_bytes,
 )
+from oodbench.runs import RunDir
+from oodbench.train import checkpoint as ck
+from oodbench.train.log import Progress, environment, rng_states, set_rng_states
+from oodbench.train.plan import Data, epoch_plan, load_data, lr_factor
 
 EVAL_BATCH = 1024
 REFRESH_STEPS = 10  # host reads of the metric sums (progress, NaN check, DDP Ctrl-C vote)
@@ -72,7 +74,7 @@ class Loop:
     ctx: distributed.Dist
     run_dir: Path
     data: Data
-    arch: ck.Arch
+    arch: Arch
     net: torch.nn.Module  # the plain model: what is saved, restored and evaluated
     model: torch.nn.Module  # what a step calls: net, maybe FeaturesAndLogits, DDP, compile
     loss: Loss
@@ -145,7 +147,7 @@ class Loop:
         """train_state.pt first (the commit point), then model.safetensors and history.csv."""
         if not self.ctx.main:
             return
-        wbytes = ck.weights_bytes(self.net, self.arch.to_json() | {"epoch": epoch, "step": step})
+        wbytes = weights_bytes(self.net, self.arch.to_json() | {"epoch": epoch, "step": step})
         state = {
             "epoch": epoch,
             "step": step,
@@ -165,7 +167,7 @@ class Loop:
 def build_loop(cfg: TrainConfig, ctx: distributed.Dist, run_dir: Path) -> Loop:
     precision = amp.resolve(cfg.precision, ctx.device)  # before loading data: fail fast
     data = load_data(cfg, ctx.device)
-    arch = ck.Arch(cfg.model, data.info["num_classes"], data.info["in_chans"],
+    arch = Arch(cfg.model, data.info["num_classes"], data.info["in_chans"],
                    data.info["img_size"])  # fmt: skip
     loss = losses.make_loss(cfg.loss, **cfg.loss_params)
     torch.manual_seed(derive_seed(cfg.seed, "init"))
@@ -204,9 +206,9 @@ def build_loop(cfg: TrainConfig, ctx: distributed.Dist, run_dir: Path) -> Loop:
 
 
 def restore(loop: Loop, state: dict[str, Any]) -> None:
-    tensors, meta = ck.weights_from_bytes(state["weights"].numpy().tobytes(), str(ck.STATE))
-    ck.check_architecture(meta, loop.arch, str(loop.run_dir / ck.STATE))
-    ck.load_weights_into(loop.net, tensors, loop.arch, str(loop.run_dir / ck.STATE))
+    tensors, meta = weights_from_bytes(state["weights"].numpy().tobytes(), str(ck.STATE))
+    check_architecture(meta, loop.arch, str(loop.run_dir / ck.STATE), ck.CONFIG)
+    load_weights_into(loop.net, tensors, loop.arch, str(loop.run_dir / ck.STATE), ck.CONFIG)
     loop.optimizer.load_state_dict(state["optimizer"])
     loop.scheduler.load_state_dict(state["scheduler"])
     # The LR schedule follows the (possibly extended) --epochs of this invocation.
@@ -342,7 +344,7 @@ def _train(
     run_dir = Path(chosen)
     state = None
     if resume and (run_dir / ck.CONFIG).is_file():
-        ck.check_resume_config(ck.read_config(run_dir), cfg)
+        ck.check_resume_config(RunDir(run_dir).read_config(), cfg)
         state = ck.load_state(run_dir)
     try:
         loop = build_loop(cfg, ctx, run_dir)

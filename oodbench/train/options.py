@@ -13,10 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from oodbench import losses
 from oodbench.config import TRAIN_PRESETS, TrainConfig, preset_for_loss, resolve_in
 from oodbench.errors import UserError
-from oodbench.train import checkpoint as ck
-from oodbench.train import losses
+from oodbench.runs import RunDir
 
 PRESETS = TRAIN_PRESETS
 
@@ -43,8 +43,8 @@ def build_config(
     if resume:
         probe = _with_loss_params(TrainConfig.from_json(values | given), loss_params)
         run_dir = resolve_in(runs_dir, name or losses.default_name(probe))
-        if (run_dir / ck.CONFIG).is_file():
-            values = dict(ck.read_config(run_dir))
+        if RunDir(run_dir).config.is_file():
+            values = RunDir(run_dir).read_config()
     return _with_loss_params(TrainConfig.from_json(values | given), loss_params)
 
 

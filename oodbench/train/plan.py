@@ -1,11 +1,10 @@
-"""What a training run sees: the seeded validation split, the data on the device, each
-epoch's shard and augmentation draws, and the LR schedule. All are pure functions of the
-config, the seed and the epoch, which is what makes resume exact.
+"""What a training run sees: the data on the device (less the ID split's validation images,
+``oodbench.data.split``), each epoch's shard and augmentation draws, and the LR schedule. All
+are pure functions of the config, the seed and the epoch, which is what makes resume exact.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,36 +14,10 @@ import torch
 
 from oodbench import parallel as distributed
 from oodbench.config import TrainConfig
-from oodbench.data import ImageSet, load
+from oodbench.data import load
 from oodbench.data.augment import draw_crop_flip, pad_images
+from oodbench.data.split import derive_seed, validation_split
 from oodbench.errors import UserError
-
-
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed from (seed, purpose, epoch, ...): independent streams, no shared state."""
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def validation_split(cfg: TrainConfig, train_set: ImageSet) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train_idx, val_idx): a seeded hold-out of ``val_size``; ``--subset`` = first N of the rest.
-
-    The hold-out is drawn from the full training set, so it does not depend on ``--subset``.
-    """
-    n = len(train_set)
-    if cfg.val_size >= n:
-        raise UserError(f"--val-size {cfg.val_size} leaves no training data ({n} images)")
-    g = torch.Generator().manual_seed(derive_seed(cfg.seed, "val"))
-    perm = torch.randperm(n, generator=g)
-    val_idx, train_idx = perm[: cfg.val_size].sort().values, perm[cfg.val_size :].sort().values
-    if cfg.subset is not None:
-        if cfg.subset > len(train_idx):
-            raise UserError(
-                f"--subset {cfg.subset} is larger than the {len(train_idx)} training images of "
-                f"{train_set.name} left after --val-size {cfg.val_size}; use a smaller --subset"
-            )
-        train_idx = train_idx[: cfg.subset]
-    return train_idx, val_idx
 
 
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:

@@ -1,4 +1,4 @@
-"""Training losses: one registered class each, the only list of loss names.
+"""The loss registry: the base class, the only list of loss names, parameters and labels.
 
 A loss class declares its registry ``name`` (the CLI name), its display ``title``, its
 hyperparameters (``params``: name, type, default, allowed range, help, and how they appear in
@@ -12,18 +12,15 @@ feature-level losses need no change to the loop. See docs/training.md, "Add your
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import torch
-from torch.nn import functional as F
 
 from oodbench.config import LEGACY_LOSS_PARAMS, TrainConfig
 from oodbench.errors import UserError
 from oodbench.registry import Param, Registry
 
-NORM_EPS = 1e-7  # the paper's epsilon in f / (tau * (||f|| + eps))
 Head = tuple[torch.Tensor, torch.Tensor | None]  # the classifier's weight (C x D) and bias (C)
 
 
@@ -81,70 +78,6 @@ def register(cls: type[Loss]) -> type[Loss]:
     """Class decorator: add ``cls`` to LOSSES under ``cls.name``."""
     LOSSES.add(cls.name, cls)
     return cls
-
-
-# ------------------------------------------------------------------------------- the losses
-
-
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.float(), targets)
-
-
-def logit_norm_loss(logits: torch.Tensor, targets: torch.Tensor, tau: float) -> torch.Tensor:
-    """Cross-entropy on ``logits / (tau * (||logits||_2 + 1e-7))``, the norm per sample.
-
-    Computed in float32 so bf16 autocast cannot round the tiny normalised logits.
-    """
-    logits = logits.float()
-    norms = torch.linalg.vector_norm(logits, dim=1, keepdim=True) + NORM_EPS
-    return F.cross_entropy(logits / (norms * tau), targets)
-
-
-def logit_penalty(logits: torch.Tensor, targets: torch.Tensor, lam: float) -> torch.Tensor:
-    """The paper's ablation: cross-entropy + lambda * mean squared logit norm."""
-    logits = logits.float()
-    return F.cross_entropy(logits, targets) + lam * logits.pow(2).sum(dim=1).mean()
-
-
-def logit_norm_lower_bound(num_classes: int, tau: float) -> float:
-    """The paper's bound: L_logit_norm >= log(1 + (k - 1) * exp(-2 / tau))."""
-    return math.log1p((num_classes - 1) * math.exp(-2.0 / tau))
-
-
-@register
-class CrossEntropy(Loss):
-    name, title = "ce", "CE"
-
-    def forward(self, logits, targets, features, head):  # type: ignore[no-untyped-def]
-        return cross_entropy(logits, targets)
-
-
-@register
-class LogitNorm(Loss):
-    """Wei et al., ICML 2022: cross-entropy on logits normalised to norm 1/tau."""
-
-    name, title = "logitnorm", "LogitNorm"
-    params = (
-        Param(0.04, name="tau", help="LogitNorm temperature; the paper uses 0.04 on CIFAR-10",
-              low=0.0, low_open=True, symbol="τ", tag="t"),
-    )  # fmt: skip
-
-    def forward(self, logits, targets, features, head):  # type: ignore[no-untyped-def]
-        return logit_norm_loss(logits, targets, self.values["tau"])
-
-
-@register
-class LogitPenalty(Loss):
-    """The paper's ablation: cross-entropy plus lambda times the mean squared logit norm."""
-
-    name, title = "logit-penalty", "Logit penalty"
-    params = (
-        Param(0.1, name="penalty", help="lambda, the weight of the squared logit norm",
-              low=0.0, symbol="λ", tag="l"),
-    )  # fmt: skip
-
-    def forward(self, logits, targets, features, head):  # type: ignore[no-untyped-def]
-        return logit_penalty(logits, targets, self.values["penalty"])
 
 
 # --------------------------------------------------------------- params, labels, run names

@@ -1,7 +1,7 @@
 """LogitNorm's family and successors (issue 13): T2FNorm, ELogitNorm, label smoothing, RegMixup.
 
-Each is one registered class in the loss registry (``oodbench.train.losses``), like CE and
-LogitNorm; ``oodbench.train`` imports this module, so their names are always registered.
+Each is one registered class in the loss registry (``oodbench.losses``), like CE and
+LogitNorm; the registry imports this module, so their names are always registered.
 Sources, with repository, path and commit, are in docs/training.md ("The losses").
 """
 
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from oodbench.losses.base import Head, Loss, register
 from oodbench.registry import Param
-from oodbench.train.losses import Head, Loss, register
 
 
 def t2fnorm_logits(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
