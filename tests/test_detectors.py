@@ -448,6 +448,7 @@ def test_the_docs_table_lists_every_declared_hyperparameter() -> None:
     for name, cls in detectors.DETECTORS.items():
         for key, p in cls.params().items():
             grid = ", ".join(fmt(g) for g in p.grid) or "-"
-            cells = [f"`{name}.{key}`", p.type.__name__, fmt(p.default), f"`{p.range_text()}`"]
+            allowed = p.range_text().replace("|", "\\|")  # a choice list's | would split the cell
+            cells = [f"`{name}.{key}`", p.type.__name__, fmt(p.default), f"`{allowed}`"]
             row = "| " + " | ".join([*cells, grid, p.help]) + " |"
             assert row in text, row
