@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from oodbench import detectors
-from oodbench.detectors import features
+from oodbench.detectors import features, neighbours
 from oodbench.models.outputs import Outputs
 
 TARGET = Path(os.environ.get("PYTORCH_OOD_TARGET", "/tmp/oodbench-bench-pytorch-ood"))
@@ -45,7 +45,7 @@ def pytorch_ood() -> object:
         pass
     if not (TARGET / "pytorch_ood").is_dir():
         cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-               str(TARGET), "pytorch-ood"]  # fmt: skip
+               str(TARGET), "pytorch-ood==0.4.0"]  # fmt: skip
         subprocess.run(cmd, check=True)
     sys.path.insert(0, str(TARGET))
     return importlib.import_module("pytorch_ood.detector")
@@ -132,14 +132,22 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, help="a scored run (default: synthetic)")
     parser.add_argument("--quick", action="store_true", help="10,000 fit, 8,000 scored rows")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--knn-search",
+        choices=neighbours.SEARCHES,
+        default="auto",
+        help="OODBENCH_KNN_SEARCH for our KNN (auto: bf16 candidates where bf16 is native)",
+    )
     args = parser.parse_args()
+    os.environ["OODBENCH_KNN_SEARCH"] = args.knn_search
     pood = pytorch_ood()
     if args.run_dir:
         train, test = from_run(args.run_dir)
     else:
         train, test = synthetic(*((10_000, 8_000) if args.quick else (55_000, 45_242)))
     n, d = train.features.shape
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fit {n} x {d}, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; knn search "
+          f"{neighbours.search_mode()} (native bf16: {neighbours.native_bf16()}); fit {n} x {d}, "
           f"score {len(test)} rows; load avg at start {os.getloadavg()[0]:.1f}")  # fmt: skip
     best: dict[str, tuple[float, float]] = {}
     agree: dict[str, float] = {}

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from oodbench.detectors import features as F
+from oodbench.detectors import neighbours as N
+from oodbench.errors import UserError
 from oodbench.models.outputs import Outputs
 
 
@@ -53,3 +55,57 @@ def test_a_freed_tensor_never_matches_a_stale_entry() -> None:
     assert all(e[0]() is None for e in cache.entries)
     c = torch.zeros(3)
     assert cache.get(c, b, 1) is None
+
+
+def _near_ties(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A bank whose k-th neighbours are closer together than bf16 can tell apart: 300 rows
+    within ~1e-4 similarity of a direction q (bf16 resolves ~4e-3 near 1), 20 exact copies of
+    one of them, and 1,700 random rows; queries near q and random ones."""
+    g = torch.Generator().manual_seed(seed)
+    unit = torch.nn.functional.normalize
+    q = unit(torch.randn(1, 16, generator=g), dim=1)
+    close = unit(q + 0.01 * torch.randn(300, 16, generator=g), dim=1)
+    bank = torch.cat([close, close[:1].repeat(20, 1), unit(torch.randn(1700, 16, generator=g))])
+    bank = bank[torch.randperm(len(bank), generator=g)]
+    near = unit(q + 0.005 * torch.randn(40, 16, generator=g), dim=1)
+    return bank, torch.cat([near, unit(torch.randn(200, 16, generator=g), dim=1)])
+
+
+def test_bf16_candidates_give_the_exact_top_k_on_near_ties() -> None:
+    bank, z = _near_ties()
+    exact = N.top_exact(z, bank, 50)
+    search = N.Bf16Search(bank)
+    # the proven bound holds: every bf16 similarity is within half the margin of the fp32 one
+    low = (z.bfloat16() @ search.low.T).float()
+    assert ((low - z @ bank.T).abs().max(dim=1).values <= search.margin(z, z.bfloat16()) / 2).all()
+    got = search.top(z, 50)
+    # every value of the top 50, the k-th included, equals fp32's to float rounding
+    assert torch.allclose(got, exact, rtol=0, atol=2e-7), (got - exact).abs().max()
+    # the dense cluster overflows the candidate width: those queries took the exact row,
+    # and the random queries did not (the bf16 pass pruned them)
+    assert 0 < search.fallbacks < len(z), search.fallbacks
+
+
+def test_a_crossed_margin_falls_back_to_the_exact_row() -> None:
+    bank, z = _near_ties(1)
+    exact = N.top_exact(z, bank, 10)
+    narrow = N.Bf16Search(bank, width=12)  # too narrow for most queries' candidates
+    assert torch.allclose(narrow.top(z, 10), exact, rtol=0, atol=2e-7)
+    assert narrow.fallbacks > len(z) // 2
+    # a bank that has no room to prune is searched exactly
+    assert torch.equal(N.Bf16Search(bank[:60]).top(z, 50), N.top_exact(z, bank[:60], 50))
+
+
+def test_the_knn_detector_under_each_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    train, test = _outputs(3000, 16, 0), _outputs(200, 16, 1)
+    reference = _reference(train, test, 50)
+    monkeypatch.setenv("OODBENCH_KNN_SEARCH", "bf16")
+    got = F.KNN().fit(train).score(test)
+    assert torch.allclose(got, reference, rtol=0, atol=1e-6)
+    monkeypatch.setenv("OODBENCH_KNN_SEARCH", "exact")
+    F._TOPK.entries.clear()
+    assert torch.equal(F.KNN().fit(train).score(test), reference)
+    monkeypatch.setenv("OODBENCH_KNN_SEARCH", "fp8")
+    F._TOPK.entries.clear()
+    with pytest.raises(UserError, match="OODBENCH_KNN_SEARCH"):
+        F.KNN().fit(train).score(test)

@@ -13,19 +13,11 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from oodbench.detectors import neighbours
 from oodbench.detectors.base import Detector, as_float, energy, register
 from oodbench.detectors.params import Param
 from oodbench.errors import UserError
 from oodbench.models.outputs import Outputs
-
-# Query rows per matmul chunk: keeps the (chunk x bank) similarity block near 128 MiB.
-_BLOCK_ELEMENTS = 2**25
-_FAISS_MIN_BANK = 1_000_000
-
-
-def _chunks(n: int, width: int) -> list[slice]:
-    step = max(1, _BLOCK_ELEMENTS // max(1, width))
-    return [slice(i, i + step) for i in range(0, n, step)]
 
 
 @contextmanager
@@ -111,8 +103,9 @@ class RMD(Detector):
 @register
 class KNN(Detector):
     """-||z - z_(k)||_2 with z = h / ||h||_2 and z_(k) the k-th nearest normalised training
-    feature. Default k = 50 (Sun et al., CIFAR-10). Exact: blocked matmul, or faiss (exact
-    inner-product index) for banks over 1M when it is installed."""
+    feature. Default k = 50 (Sun et al., CIFAR-10). Exact: a blocked fp32 matmul, or bf16
+    candidates with an exact fp32 finish where bf16 is native (``detectors.neighbours``), or
+    faiss (exact inner-product index) for fp32 banks over 1M when it is installed."""
 
     name = "knn"
     needs = ("features",)
@@ -152,19 +145,8 @@ class KNN(Detector):
 
     def _top_similarities(self, z: torch.Tensor, k: int) -> torch.Tensor:
         """The k largest similarities of each row of z to the bank, in descending order."""
-        if len(self.bank) > _FAISS_MIN_BANK:
-            try:
-                import faiss
-            except ImportError:
-                faiss = None
-            if faiss is not None:
-                index = faiss.IndexFlatIP(self.bank.shape[1])
-                index.add(self.bank.numpy())
-                return torch.from_numpy(index.search(z.numpy(), k)[0].copy())
-        out = torch.empty(len(z), k)
-        for part in _chunks(len(z), len(self.bank)):
-            out[part] = (z[part] @ self.bank.T).topk(k, dim=1).values
-        return out
+        search = neighbours.search_mode(z.device.type)
+        return neighbours.top_similarities(z, self.bank, k, search)
 
     def score(self, outputs: Outputs) -> torch.Tensor:
         z = torch.nn.functional.normalize(outputs.features.float(), dim=1)
