@@ -24,8 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from oodbench.config import POSITIVES, check_choice
 from oodbench.errors import UserError
@@ -62,18 +60,24 @@ def _labelled(id_scores: ArrayLike, ood_scores: ArrayLike) -> tuple[np.ndarray, 
 
 def auroc(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
     """Area under the ROC curve; the same whichever class is positive."""
+    from sklearn.metrics import roc_auc_score  # scikit-learn only where a metric needs it
+
     labels, scores = _labelled(id_scores, ood_scores)
     return float(roc_auc_score(labels, scores))
 
 
 def aupr_in(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
     """Average precision with ID as the positive class (the paper's "AUPR")."""
+    from sklearn.metrics import average_precision_score
+
     labels, scores = _labelled(id_scores, ood_scores)
     return float(average_precision_score(labels, scores))
 
 
 def aupr_out(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
     """Average precision with OOD as the positive class (scores negated)."""
+    from sklearn.metrics import average_precision_score
+
     labels, scores = _labelled(id_scores, ood_scores)
     return float(average_precision_score(1 - labels, -scores))
 
@@ -92,6 +96,8 @@ def fpr_at_tpr(
     labels, scores = _labelled(id_scores, ood_scores)
     if positive == "ood":
         labels, scores = 1 - labels, -scores
+    from sklearn.metrics import roc_curve
+
     fpr_curve, tpr_curve, _ = roc_curve(labels, scores, drop_intermediate=False)
     return float(fpr_curve[np.argmax(tpr_curve >= tpr - 1e-12)])
 
@@ -159,6 +165,8 @@ def fit_temperature(logits: ArrayLike, labels: ArrayLike) -> float:
     z, y = to_numpy(logits), to_numpy(labels, np.int64)
     if z.ndim != 2 or z.shape[0] == 0:
         raise UserError("fit_temperature needs a non-empty N x K logit matrix (validation split)")
+    from scipy.optimize import minimize_scalar
+
     lo, hi = math.log(T_RANGE[0]), math.log(T_RANGE[1])
     res = minimize_scalar(
         lambda log_t: nll(z, y, math.exp(log_t)),

@@ -23,3 +23,16 @@ def test_help_imports_no_heavy_module(argv: list[str]) -> None:
     out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True,
                          timeout=120, check=True).stdout.split()  # fmt: skip
     assert out == ["0"], out  # exit 0 and not one of HEAVY imported
+
+
+# What `score` on a cached run and `report` import before their work: torch and pandas (they
+# use them), never the model, vision, plotting or scikit-learn stacks (imported where used).
+LAZY = ("timm", "torchvision", "sklearn", "matplotlib", "scipy")
+
+
+@pytest.mark.parametrize("module", ["oodbench.scoring.run", "oodbench.report"])
+def test_score_and_report_import_only_what_they_use(module: str) -> None:
+    probe = f"import sys, {module}; print('ok', *sorted(m for m in {LAZY} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split()  # fmt: skip
+    assert out == ["ok"], out

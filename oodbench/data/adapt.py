@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from torchvision.transforms.v2 import functional as TF
-
 from oodbench.data.imageset import ImageSet
 from oodbench.data.sources.common import channel_stats
 
@@ -30,6 +28,8 @@ def adapt(ood: ImageSet, like: ImageSet) -> ImageSet:
         fresh = generate(ood.meta["synthetic"], target, len(ood))
         step = f"regenerated {_geom(source)} -> {_geom(target)} (same seed)"
         return replace(fresh, meta={**fresh.meta, "adaptation": [*done, step]})
+    from torchvision.transforms.v2 import functional as TF  # torchvision only when adapting
+
     images, steps = ood.images, []
     if ood.size != like.size:
         images = TF.resize(images, list(like.size), antialias=True)

@@ -7,17 +7,29 @@ pre_logits=True)``, ``get_classifier()`` and ``num_features``: the detectors nee
 from __future__ import annotations
 
 import difflib
-
-import timm
-import torch
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from oodbench.errors import UserError
-from oodbench.models import cifar  # noqa: F401  (registers wrn_40_2, resnet18_cifar, small_cnn)
+
+if TYPE_CHECKING:
+    import torch
 
 OUR_MODELS = ("small_cnn", "wrn_40_2", "resnet18_cifar")
 
 
+def _timm() -> ModuleType:
+    """timm (which imports torchvision) on first use, with our nets registered into it: what
+    reads cached outputs (``models.outputs``, ``models.precision``) never pays for it."""
+    import timm
+
+    from oodbench.models import cifar  # noqa: F401  (registers wrn_40_2, resnet18_cifar, ...)
+
+    return timm
+
+
 def check_model_name(name: str) -> str:
+    timm = _timm()
     if timm.is_model(name):
         return name
     close = difflib.get_close_matches(name, list(OUR_MODELS) + timm.list_models(), n=1, cutoff=0.6)
@@ -36,6 +48,7 @@ def create_model(
     ``img_size`` is passed only when set, since most timm CNNs do not accept it.
     """
     check_model_name(name)
+    timm = _timm()
     if isinstance(img_size, list | tuple) and img_size[0] == img_size[1]:
         img_size = int(img_size[0])
     try:

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 from oodbench.data.imageset import ImageSet
 from oodbench.errors import UserError
@@ -67,6 +66,8 @@ def make_set(
 def to_square(img: torch.Tensor, size: int) -> torch.Tensor:
     """Resize the shorter side to ``size`` (antialiased) and centre-crop, as OOD test sets do."""
     if img.shape[-2:] != (size, size):
+        from torchvision.transforms.v2 import functional as TF  # torchvision only when resizing
+
         img = TF.resize(img, [size], antialias=True)
         img = TF.center_crop(img, [size, size])
     return img

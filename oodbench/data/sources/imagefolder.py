@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 from oodbench.data.cache import cache_dir, file_identity
 from oodbench.data.imageset import ImageSet
@@ -40,11 +39,7 @@ from oodbench.io import file_lock
 SCHEME = "folder"
 TEST_EVERY = 5  # the seeded split without test/: 1 image in 5 is a test image
 FORMAT_VERSION = 1
-INTERPOLATIONS = {
-    "bilinear": TF.InterpolationMode.BILINEAR,
-    "bicubic": TF.InterpolationMode.BICUBIC,
-    "nearest": TF.InterpolationMode.NEAREST,
-}
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # torchvision's InterpolationMode values
 
 
 def _images(folder: Path) -> list[Path]:
@@ -99,6 +94,7 @@ def decode(path: Path, channels: int | None, size: tuple[int, int] | None,
     """One file as uint8 C x H x W: RGB (or grey when ``channels`` is 1), resized like timm's
     eval transform when ``size`` is given. Errors name the file."""
     from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2 import functional as TF
 
     mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
     try:
@@ -109,7 +105,8 @@ def decode(path: Path, channels: int | None, size: tuple[int, int] | None,
         return img
     pre = preprocess or {}
     crop_pct = float(pre.get("crop_pct") or 1.0)
-    interpolation = INTERPOLATIONS.get(str(pre.get("interpolation", "bilinear")), "bilinear")
+    name = str(pre.get("interpolation", "bilinear"))
+    interpolation = TF.InterpolationMode(name if name in INTERPOLATIONS else "bilinear")
     scale = [int(s / crop_pct) for s in size] if size[0] != size[1] else int(size[0] / crop_pct)
     if img.shape[-2:] != tuple(size) or crop_pct != 1.0:
         img = TF.resize(img, scale, interpolation=interpolation, antialias=True)

