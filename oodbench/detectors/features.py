@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from oodbench.detectors import neighbours
+from oodbench.detectors import neighbours, streaming
 from oodbench.detectors.base import Detector, as_float, energy, register
 from oodbench.detectors.params import Param
 from oodbench.errors import UserError
@@ -37,13 +37,16 @@ class _Gaussian:
     """Means and one shared precision matrix; ``distances(h)`` = squared Mahalanobis, N x C."""
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor | None) -> None:
-        h = as_float(features)
         if labels is None:
-            labels = torch.zeros(len(h), dtype=torch.int64)
-        classes = torch.unique(labels)
-        self.means = torch.stack([h[labels == c].mean(dim=0) for c in classes])
-        centred = h - self.means[torch.searchsorted(classes, labels)]
-        cov = centred.T @ centred / len(h)
+            labels = torch.zeros(len(features), dtype=torch.int64)
+        if streaming.large(features):  # one pass over the rows, never a float64 copy
+            _, self.means, cov = streaming.class_moments(features, labels)
+        else:
+            h = as_float(features)
+            classes = torch.unique(labels)
+            self.means = torch.stack([h[labels == c].mean(dim=0) for c in classes])
+            centred = h - self.means[torch.searchsorted(classes, labels)]
+            cov = centred.T @ centred / len(h)
         with _one_thread(cov.shape[0]):
             self.precision = torch.linalg.pinv(cov, hermitian=True)
 
@@ -78,7 +81,10 @@ class Mahalanobis(Detector):
         return super().fit(train)
 
     def score(self, outputs: Outputs) -> torch.Tensor:
-        return -self.gauss.distances(outputs.features).min(dim=1).values
+        h = outputs.features
+        return streaming.over_rows(
+            len(h), h.shape[1], lambda r: -self.gauss.distances(h[r]).min(dim=1).values
+        )
 
 
 @register
@@ -96,8 +102,13 @@ class RMD(Detector):
         return super().fit(train)
 
     def score(self, outputs: Outputs) -> torch.Tensor:
-        md = self.gauss.distances(outputs.features)
-        return -(md - self.background.distances(outputs.features)).min(dim=1).values
+        h = outputs.features
+
+        def relative(rows: slice) -> torch.Tensor:
+            md = self.gauss.distances(h[rows])
+            return -(md - self.background.distances(h[rows])).min(dim=1).values
+
+        return streaming.over_rows(len(h), h.shape[1], relative)
 
 
 @register
@@ -127,7 +138,10 @@ class KNN(Detector):
                 f"use --param knn.k={len(train)} or less"
             )
         self._source = train.features  # the key of the shared top-K (_SharedTopK)
-        self.bank = torch.nn.functional.normalize(train.features.float(), dim=1)
+        if streaming.large(train.features):  # searched as stored, never copied
+            self.bank: torch.Tensor | neighbours.RawBank = neighbours.RawBank(train.features)
+        else:
+            self.bank = torch.nn.functional.normalize(train.features.float(), dim=1)
         return super().fit(train)
 
     def _kth_similarity(self, z: torch.Tensor, k: int, features: torch.Tensor) -> torch.Tensor:
@@ -145,6 +159,8 @@ class KNN(Detector):
 
     def _top_similarities(self, z: torch.Tensor, k: int) -> torch.Tensor:
         """The k largest similarities of each row of z to the bank, in descending order."""
+        if isinstance(self.bank, neighbours.RawBank):
+            return self.bank.top(z, k)
         search = neighbours.search_mode(z.device.type)
         return neighbours.top_similarities(z, self.bank, k, search)
 
@@ -205,17 +221,29 @@ class ViM(Detector):
         w, b = (as_float(t) for t in train.head())
         with _one_thread(w.shape[1]):
             self.origin = -torch.linalg.pinv(w) @ b
-        h = as_float(train.features) - self.origin
-        with _one_thread(h.shape[1]):
-            _, vecs = torch.linalg.eigh(h.T @ h / len(h))  # ascending eigenvalues
-        self.null_space = vecs[:, : h.shape[1] - self._dim(h.shape[1])]
+        n, d = train.features.shape
+        if streaming.large(train.features):
+            scatter = streaming.scatter_about(train.features, self.origin)
+        else:
+            h = as_float(train.features) - self.origin
+            scatter = h.T @ h
+        with _one_thread(d):
+            _, vecs = torch.linalg.eigh(scatter / n)  # ascending eigenvalues
+        self.null_space = vecs[:, : d - self._dim(d)]
+        logits, h = train.logits, train.features
+        max_logit = streaming.over_rows(n, d, lambda r: as_float(logits[r]).max(dim=1).values)
         self.alpha = (
-            as_float(train.logits).max(dim=1).values.mean() / self._residual(train.features).mean()
+            max_logit.mean() / streaming.over_rows(n, d, lambda r: self._residual(h[r])).mean()
         )
         return super().fit(train)
 
     def score(self, outputs: Outputs) -> torch.Tensor:
-        return energy(as_float(outputs.logits)) - self.alpha * self._residual(outputs.features)
+        logits, h = outputs.logits, outputs.features
+        return streaming.over_rows(
+            len(h),
+            h.shape[1],
+            lambda r: energy(as_float(logits[r])) - self.alpha * self._residual(h[r]),
+        )
 
 
 class _HeadEnergy(Detector):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from oodbench.detectors import streaming
 from oodbench.detectors.base import Detector, as_float, register
 from oodbench.detectors.features import _Gaussian, _train_labels
 from oodbench.detectors.params import Param
@@ -57,19 +58,35 @@ class GMM(Detector):
     )
 
     def _project(self, features: torch.Tensor) -> np.ndarray:
-        h = as_float(features).numpy()
-        return h if self.axes is None else h @ self.axes
+        if self.axes is None or not streaming.large(features):
+            h = as_float(features).numpy()
+            return h if self.axes is None else h @ self.axes
+        n, d = features.shape
+        axes = torch.from_numpy(self.axes)
+        return torch.cat([as_float(features[r]) @ axes for r in streaming.row_chunks(n, d)]).numpy()
+
+    def _axes(self, features: torch.Tensor, dim: int) -> np.ndarray:
+        """The top ``dim`` principal axes (D x dim): scikit-learn's PCA, or for a matrix too
+        large to copy the eigenvectors of its covariance from one pass (the same subspace;
+        each axis's sign set so its largest entry is positive, where PCA's follows its SVD)."""
+        from sklearn.decomposition import PCA
+
+        if not streaming.large(features):
+            return PCA(n_components=dim).fit(as_float(features).numpy()).components_.T
+        labels = torch.zeros(len(features), dtype=torch.int64)
+        _, _, cov = streaming.class_moments(features, labels)
+        vecs = torch.linalg.eigh(cov).eigenvectors.flip(1)[:, :dim]
+        signs = vecs.gather(0, vecs.abs().argmax(dim=0, keepdim=True)).sign()
+        return (vecs * signs).numpy()
 
     def fit(self, train: Outputs) -> Detector:
-        from sklearn.decomposition import PCA
         from sklearn.mixture import GaussianMixture
 
-        h = as_float(train.features).numpy()
-        k = min(self.components, len(h))
+        n, d = train.features.shape
+        k = min(self.components, n)
         self.axes = None
         if self.dim:
-            dim = min(self.dim, *h.shape)
-            self.axes = PCA(n_components=dim).fit(h).components_.T
+            self.axes = self._axes(train.features, min(self.dim, n, d))
         z = self._project(train.features)
         gmm = GaussianMixture(k, covariance_type="tied", random_state=0).fit(z)
         self.means = torch.from_numpy(gmm.means_)

@@ -135,3 +135,32 @@ def top_similarities(
         index.add(bank.numpy())
         return torch.from_numpy(index.search(z.numpy(), k)[0].copy())
     return top_exact(z, bank, k)
+
+
+class RawBank:
+    """A bank too large to copy, kept as stored (a memory-mapped fp16/bf16 N x D matrix) with
+    fp32 inverse row norms: similarities z . h_j / ||h_j|| in fp32, bank chunk by bank chunk,
+    merged into a running top-k. Equal to the normalised bank's to float rounding."""
+
+    def __init__(self, raw: torch.Tensor) -> None:
+        from oodbench.detectors.streaming import over_rows
+
+        self.raw = raw
+        norms = over_rows(len(raw), raw.shape[1], lambda r: raw[r].float().norm(dim=1))
+        self.inverse = 1 / norms.clamp(min=1e-12)  # F.normalize's eps
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def top(self, z: torch.Tensor, k: int) -> torch.Tensor:
+        n, d = self.raw.shape
+        step = max(k, _BLOCK_ELEMENTS // 2 // d)  # bank rows per fp32 chunk (64 MiB)
+        out = torch.empty(len(z), k, dtype=z.dtype)
+        for part in chunks(len(z), step):
+            best = torch.empty(len(z[part]), 0, dtype=z.dtype)
+            for i in range(0, n, step):
+                sim = (z[part] @ self.raw[i : i + step].float().T) * self.inverse[i : i + step]
+                merged = torch.cat([best, sim], dim=1)
+                best = merged.topk(min(k, merged.shape[1]), dim=1).values
+            out[part] = best
+        return out
