@@ -380,6 +380,8 @@ def failure_metrics(scores: ArrayLike, correct: ArrayLike) -> dict[str, float]:
     out.update(zip(FAILURE, map(float, _failure_values(h_right, h_wrong)[:, 0]), strict=True))
     if ok.all() or not ok.any():
         return out
+    from sklearn.metrics import roc_auc_score
+
     out["auroc"] = float(roc_auc_score(ok, s))
     out["fpr95"] = fpr_at_tpr(s[ok], s[~ok], 0.95, "id")
     return out

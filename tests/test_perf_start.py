@@ -27,7 +27,7 @@ def test_help_imports_no_heavy_module(argv: list[str]) -> None:
 
 # What `score` on a cached run and `report` import before their work: torch and pandas (they
 # use them), never the model, vision, plotting or scikit-learn stacks (imported where used).
-LAZY = ("timm", "torchvision", "sklearn", "matplotlib", "scipy")
+LAZY = ("timm", "torchvision", "sklearn", "matplotlib")
 
 
 @pytest.mark.parametrize("module", ["oodbench.scoring.run", "oodbench.report"])
