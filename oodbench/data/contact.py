@@ -24,3 +24,32 @@ def contact_sheet(data: ImageSet, path: Path, rows: int = 8, seed: int = 0, scal
     image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
     atomic_write_with(path, lambda tmp: image.save(tmp, format="PNG", optimize=True))
     return path
+
+
+def corruption_sheet(data: ImageSet, path: Path, index: int = 0, scale: int = 3) -> Path:
+    """Write one image of ``data`` under every corruption (rows) at severities 1..5 (columns
+    after the clean image) to ``path`` (PNG), with the corruption names on the left. The image
+    is corrupted with its own index's seed, so it is pixel for pixel the one in the cached set."""
+    from PIL import ImageDraw
+
+    from oodbench.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+
+    clean = data.images[index : index + 1]
+    tiles = [
+        t
+        for name in CORRUPTIONS
+        for t in (clean, *(corrupt(clean, name, s, start=index) for s in SEVERITIES))
+    ]
+    grid = make_grid(torch.cat(tiles), nrow=1 + len(SEVERITIES), padding=2, pad_value=128)
+    sheet = Image.fromarray(grid.permute(1, 2, 0).numpy()).convert("RGB")
+    sheet = sheet.resize((sheet.width * scale, sheet.height * scale), Image.Resampling.NEAREST)
+    margin, row = 110, (data.size[0] + 2) * scale
+    out = Image.new("RGB", (sheet.width + margin, sheet.height + 16), "white")
+    out.paste(sheet, (margin, 16))
+    draw = ImageDraw.Draw(out)
+    for col, label in enumerate(["clean", *map(str, SEVERITIES)]):
+        draw.text((margin + col * (data.size[1] + 2) * scale + 8, 2), label, fill="black")
+    for r, name in enumerate(CORRUPTIONS):
+        draw.text((4, 16 + r * row + row // 2 - 6), name, fill="black")
+    atomic_write_with(path, lambda tmp: out.save(tmp, format="PNG", optimize=True))
+    return path
