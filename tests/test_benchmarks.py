@@ -94,3 +94,10 @@ def test_detector_benchmark_synthetic_features_and_no_dependency() -> None:
     assert (test.labels == -1).sum() == 100  # half the scored rows are OOD
     assert torch.allclose(train.logits, train.features @ train.weight.T + train.bias, atol=1e-5)
     assert "pytorch-ood" not in (ROOT / "pyproject.toml").read_text()  # never a dependency
+
+
+def test_shifted_build_times_every_corruption() -> None:
+    from oodbench.data.corruptions import CORRUPTIONS
+
+    times = _module("shifted_build").build_times("fashion-mnist", limit=4)
+    assert list(times) == list(CORRUPTIONS) and all(t > 0 for t in times.values())
