@@ -21,7 +21,7 @@ from oodbench.errors import UserError
 
 SUFFIX = "-c"  # fashion-mnist -> fashion-mnist-c, as MNIST-C and CIFAR-10-C are named
 # Bump when a corruption's output changes for the same parameters (a new implementation).
-VERSION = 1
+VERSION = 2  # 2: a Philox stream per image, PIL JPEG
 
 
 def shifted_name(id_name: str, corruption: str, severity: int) -> str:
