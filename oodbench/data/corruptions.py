@@ -109,26 +109,27 @@ def defocus_blur(x: np.ndarray, c: tuple, rngs: Iterable[np.random.Generator]) -
     return ndimage.correlate(x, kernel, mode="mirror")
 
 
-def _clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
+def _clipped_zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
     """make_cifar_c.py's ``clipped_zoom`` on a batch: crop the centre, zoom it back up
     (bilinear), trim to size. Height and width are handled apart."""
     h, w = x.shape[-2:]
     ch, cw = int(np.ceil(h / factor)), int(np.ceil(w / factor))
     top, left = (h - ch) // 2, (w - cw) // 2
-    crop = torch.from_numpy(np.ascontiguousarray(x[..., top : top + ch, left : left + cw]))
-    # scipy.ndimage.zoom(order=1), as the reference, is bilinear with aligned corners; torch's
-    # interpolate computes the same (to 1e-15) twenty times faster on a batch
+    crop = x[..., top : top + ch, left : left + cw]
+    # scipy.ndimage.zoom(order=1), as the reference, is bilinear with aligned corners and the
+    # same output size (Python's round); torch's interpolate gives the same values, faster
     size = (round(ch * factor), round(cw * factor))
-    out = F.interpolate(crop, size=size, mode="bilinear", align_corners=True).numpy()
+    out = F.interpolate(crop, size=size, mode="bilinear", align_corners=True)
     trim_top, trim_left = (out.shape[-2] - h) // 2, (out.shape[-1] - w) // 2
     return out[..., trim_top : trim_top + h, trim_left : trim_left + w]
 
 
 def zoom_blur(x: np.ndarray, c: np.ndarray, rngs: Iterable[np.random.Generator]) -> np.ndarray:
-    out = np.zeros_like(x)
+    images = torch.from_numpy(x).float()  # float32, as the reference's zoom_blur
+    out = torch.zeros_like(images)
     for factor in c:
-        out += _clipped_zoom(x, float(factor))
-    return (x + out) / (len(c) + 1)
+        out += _clipped_zoom(images, float(factor))
+    return ((images + out) / (len(c) + 1)).double().numpy()
 
 
 # ------------------------------------------------------------------------ weather
