@@ -22,13 +22,14 @@ import io
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from scipy import ndimage
+
+if TYPE_CHECKING:  # scipy and PIL load where used: `score` and `report` start fast
+    from PIL import Image
 
 SEED = 20190328  # any fixed number; it is part of every shifted set's cache identity
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -88,6 +89,8 @@ def speckle_noise(x: np.ndarray, c: float, rngs: Iterable[np.random.Generator]) 
 
 def gaussian_blur(x: np.ndarray, c: float, rngs: Iterable[np.random.Generator]) -> np.ndarray:
     # skimage.filters.gaussian(sigma=c, multichannel=True) is this scipy call (mode "nearest")
+    from scipy import ndimage
+
     return ndimage.gaussian_filter(x, sigma=(0, 0, c, c), mode="nearest")
 
 
@@ -100,12 +103,16 @@ def _disk(radius: float, alias_blur: float) -> np.ndarray:
     disk /= disk.sum()
     g = np.exp(-np.array([1.0, 0.0, 1.0]) / (2 * alias_blur**2))
     g /= g.sum()
+    from scipy import ndimage
+
     return ndimage.correlate(disk, np.outer(g, g), mode="mirror")
 
 
 def defocus_blur(x: np.ndarray, c: tuple, rngs: Iterable[np.random.Generator]) -> np.ndarray:
     kernel = _disk(*c)[None, None]
     # cv2.filter2D's default border (BORDER_REFLECT_101) is scipy's "mirror"
+    from scipy import ndimage
+
     return ndimage.correlate(x, kernel, mode="mirror")
 
 
@@ -204,6 +211,7 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 
 def _per_pil(x: np.ndarray, change: Callable[[Image.Image], Image.Image]) -> np.ndarray:
     """``change`` applied to each image as a PIL image (grey "L" or "RGB"), back to floats."""
+    from PIL import Image
 
     def one(img: np.ndarray) -> np.ndarray:
         arr = np.asarray(
@@ -216,6 +224,8 @@ def _per_pil(x: np.ndarray, change: Callable[[Image.Image], Image.Image]) -> np.
 
 def jpeg_compression(x: np.ndarray, c: int, rngs: Iterable[np.random.Generator]) -> np.ndarray:
     # PIL, as the reference (torchvision's jpeg is deprecated with its image codecs in 0.29)
+    from PIL import Image
+
     def jpeg(img: Image.Image) -> Image.Image:
         buffer = io.BytesIO()
         img.save(buffer, "JPEG", quality=c)
@@ -227,6 +237,8 @@ def jpeg_compression(x: np.ndarray, c: int, rngs: Iterable[np.random.Generator])
 def pixelate(x: np.ndarray, c: float, rngs: Iterable[np.random.Generator]) -> np.ndarray:
     h, w = x.shape[-2:]
     small = (int(w * c), int(h * c))
+    from PIL import Image
+
     box = Image.Resampling.BOX
     return _per_pil(x, lambda img: img.resize(small, box).resize((w, h), box))
 
