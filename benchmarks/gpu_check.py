@@ -205,8 +205,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument(
         "--losses",
-        default="logitnorm,elogitnorm",
-        help="more losses after CE: 1 epoch each, then score --detector all",
+        default="logitnorm,logit-penalty,t2fnorm,elogitnorm",
+        help="more losses after CE (default: the four normalising ones): 1 epoch each, then "
+        "score --detector all",
     )
     args = parser.parse_args(argv)
     if args.tiny:
@@ -285,7 +286,8 @@ def other_losses(args: argparse.Namespace, dataset: str, runs: Path) -> dict:
         rows = len(score_run(score_cfg, quiet=True))
         scored = time.perf_counter() - start
         out[loss] = {"train_s": trained, "score_s": scored, "rows": rows, **row}
-        print(f"loss {loss}: trained 1 epoch in {trained:.2f} s ({row['img_s']:.0f} img/s), "
+        print(f"loss {loss}: {row['train_s']:.2f} s/epoch ({row['img_s']:.0f} img/s; the "
+              f"1-epoch run took {trained:.2f} s), "
               f"score --detector all {scored:.2f} s ({rows} rows)", flush=True)  # fmt: skip
     return out
 

@@ -92,11 +92,22 @@ def prepare(rows: int, args: argparse.Namespace) -> None:
     _write(_path(folder, rows, args, "logits"), rows, args.classes, logits, args)
 
 
+def _rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def child(rows: int, name: str, args: argparse.Namespace) -> dict[str, object]:
     """Fit and score one detector on the mapped files; runs in its own process."""
     from oodbench import detectors
+    from oodbench.detectors import streaming
     from oodbench.errors import UserError
     from oodbench.models.outputs import Outputs
+
+    if args.stream_above is not None:  # stream smaller matrices too (a reduced-size sweep)
+        streaming.STREAM_ELEMENTS = args.stream_above
 
     syn, folder = Synthetic(args), Path(args.dir)
     feats = _mapped(_path(folder, rows, args, "features"), rows, args.dim, args.dtype)
@@ -106,7 +117,7 @@ def child(rows: int, name: str, args: argparse.Namespace) -> dict[str, object]:
     h = torch.cat([syn.features(0, half, seed=2), syn.features(0, args.score - half, 3.0, 3)])
     test = Outputs(h @ syn.weight.T + syn.bias, h, torch.full((len(h),), -1), syn.weight,
                    syn.bias)  # fmt: skip
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    baseline = _rss()  # resident now; the peak so far may be a transient of the imports
     det = detectors.create(name)
     status, fit_s, score_s = "ok", float("nan"), float("nan")
     try:
@@ -168,6 +179,12 @@ def main() -> None:
     parser.add_argument("--score", type=int, default=2000, help="rows scored")
     parser.add_argument("--dir", default="/tmp/oodbench-scale", help="where the files go")
     parser.add_argument("--out", type=Path, default=Path("scale.csv"))
+    parser.add_argument(
+        "--stream-above",
+        type=int,
+        default=None,
+        help="stream matrices above this many elements (default: oodbench's 2^26)",
+    )
     parser.add_argument("--plot", nargs=2, type=Path, metavar=("CSV", "PNG"))
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -59,9 +59,10 @@ def test_gpu_check_tiny_on_cpu() -> None:
     assert float(ratio[1]) == pytest.approx(img_s / float(book[1]), rel=0.02)
     every = len(detectors.names(include_aliases=False))  # --detector all: a row per detector
     assert int(rows[1]) == every
-    for loss in ("logitnorm", "elogitnorm"):  # the three-loss path, each scored with all
-        line = re.search(rf"loss {loss}: trained 1 epoch .* \((\d+) rows\)", out)
-        assert line and int(line[1]) == every, out
+    # the four normalising losses after CE, each 1 epoch (s/epoch printed), scored with all
+    for loss in ("logitnorm", "logit-penalty", "t2fnorm", "elogitnorm"):
+        line = re.search(rf"loss {loss}: ([\d.]+) s/epoch .* \((\d+) rows\)", out)
+        assert line and float(line[1]) > 0 and int(line[2]) == every, out
 
 
 @pytest.mark.slow  # trains 4 tiny runs and scores one: ~40 s

@@ -90,11 +90,15 @@ class Loop:
     def autocast(self) -> contextlib.AbstractContextManager[object]:
         return amp.autocast(self.precision, self.ctx.device)
 
+    @property
+    def channels_last(self) -> bool:
+        return channels_last(self.ctx.device, self.precision)
+
     def step(self, plan: tuple[torch.Tensor, ...], epoch: int, s: int, sums: torch.Tensor) -> None:
         index, dy, dx, flips = (t[s * self.batch : (s + 1) * self.batch] for t in plan)
         x = crop_flip(self.data.padded, index, dy, dx, flips, self.data.size)
         x = normalize(x, self.data.mean, self.data.std)
-        if self.ctx.device.type == "cuda":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = self.data.labels[index]
         torch.manual_seed(derive_seed(self.cfg.seed, "step", epoch, s, self.ctx.rank))  # dropout
@@ -164,6 +168,13 @@ class Loop:
             ck.write_history(self.run_dir, self.history)
 
 
+def channels_last(device: torch.device, precision: str) -> bool:
+    """Channels-last (NHWC) images and weights on CUDA, and on a CPU under bf16 autocast,
+    where oneDNN's bf16 (AMX) convolutions want NHWC. fp32 on a CPU stays NCHW, bitwise what
+    earlier releases trained."""
+    return device.type == "cuda" or precision == "bf16"
+
+
 def build_loop(cfg: TrainConfig, ctx: distributed.Dist, run_dir: Path) -> Loop:
     precision = amp.resolve(cfg.precision, ctx.device)  # before loading data: fail fast
     data = load_data(cfg, ctx.device)
@@ -172,7 +183,7 @@ def build_loop(cfg: TrainConfig, ctx: distributed.Dist, run_dir: Path) -> Loop:
     loss = losses.make_loss(cfg.loss, **cfg.loss_params)
     torch.manual_seed(derive_seed(cfg.seed, "init"))
     net = arch.create().to(ctx.device)
-    if ctx.device.type == "cuda":
+    if channels_last(ctx.device, precision):
         net = net.to(memory_format=torch.channels_last)
     model = distributed.wrap(ctx, FeaturesAndLogits(net) if loss.needs_features else net)
     if cfg.compile:
