@@ -88,3 +88,11 @@ def test_bf16_training_runs_under_autocast_and_is_recorded(tmp_path: Path) -> No
     a = (tmp_path / "fp32" / "model.safetensors").read_bytes()
     b = (tmp_path / "bf16" / "model.safetensors").read_bytes()
     assert a != b  # the same seed and data: only the precision differs
+
+
+def test_channels_last_where_bf16_convolutions_want_it() -> None:
+    from oodbench.train.loop import channels_last
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not channels_last(cpu, "fp32")  # NCHW: bitwise what earlier CPU runs trained
+    assert channels_last(cpu, "bf16") and channels_last(cuda, "fp32")
