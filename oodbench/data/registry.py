@@ -53,6 +53,9 @@ class DatasetSpec:
     # labels kept, never an OOD set): its corruption (data/corruptions.py) and severity 1..5.
     corruption: str | None = None
     severity: int | None = None
+    # Its first build takes minutes (rendering thousands of files): the default test suite
+    # builds it from a tiny fixture tree instead, a slow test from the installed packages.
+    slow_build: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

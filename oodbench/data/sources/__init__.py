@@ -4,10 +4,12 @@ The import order is the order ``oodbench datasets`` lists them in.
 """
 
 from oodbench.data.sources import (  # noqa: F401
+    alnum,
     arrays,
     classsplit,
     folders,
     fonts,
+    icons,
     idx,
     imagefolder,
     mlxtend_csv,

@@ -17,6 +17,7 @@ multi-split studies. Known labels are remapped to 0..5 in ascending class order.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -42,9 +43,9 @@ def unknown_classes(seed: int | None) -> tuple[int, ...]:
 
 
 def known_set(base: ImageSet, unknown: tuple[int, ...], name: str) -> ImageSet:
-    known = [c for c in range(len(CLASSES)) if c not in unknown]
+    known = [c for c in range(base.num_classes) if c not in unknown]
     keep = torch.isin(base.labels, torch.tensor(known))
-    remap = torch.full((len(CLASSES),), -1, dtype=torch.int64)
+    remap = torch.full((base.num_classes,), -1, dtype=torch.int64)
     remap[torch.tensor(known)] = torch.arange(len(known))
     meta = {**base.meta, "known_classes": known, "unknown_classes": list(unknown)}
     return ImageSet(
@@ -74,19 +75,32 @@ def available(root: Path | None) -> bool:
     return DATASETS.get(BASE).available(root)
 
 
-def _register(suffix: str, seed: int | None) -> None:
-    unknown = unknown_classes(seed)
-    names = ", ".join(CLASSES[c] for c in unknown)
-    id_name, ood_name = f"{BASE}-known6{suffix}", f"{BASE}-unknown4{suffix}"
+def register_class_split(
+    base: str,
+    classes: Sequence[str],
+    unknown: tuple[int, ...],
+    geometry: str,
+    load_base: Callable[[LoadRequest, str], ImageSet],
+    is_available: Callable[[Path | None], bool],
+    suffix: str = "",
+    slow_build: bool = False,
+    title: str = "",
+) -> str:
+    """Register ``<base>-known<K>`` (ID, train/test) and its near-OOD sets ``<base>-unknown<U>``
+    (the test images of ``unknown``) and ``-val`` (their training images); return the ID name.
+    ``load_base(req, split)`` loads the full ID set's ``split``."""
+    names = ", ".join(classes[c] for c in unknown)
+    k, u = len(classes) - len(unknown), len(unknown)
+    id_name, ood_name = f"{base}-known{k}{suffix}", f"{base}-unknown{u}{suffix}"
 
     def load_known(req: LoadRequest) -> ImageSet:
         check_split(id_name, req.split, ("train", "test"))
-        return known_set(_load_base(req, req.split), unknown, id_name)
+        return known_set(load_base(req, req.split), unknown, id_name)
 
-    def load_unknown(split: str, name: str):
+    def load_unknown(split: str, name: str) -> Callable[[LoadRequest], ImageSet]:
         def load(req: LoadRequest) -> ImageSet:
             check_split(name, req.split, ("test",))
-            return unknown_set(_load_base(req, split), unknown, name)
+            return unknown_set(load_base(req, split), unknown, name)
 
         return load
 
@@ -94,13 +108,14 @@ def _register(suffix: str, seed: int | None) -> None:
         DatasetSpec(
             name=id_name,
             kind="offline",
-            geometry="1x28x28",
-            num_classes=6,
-            source=f"Fashion-MNIST without {names} (near-OOD track ID set)",
+            geometry=geometry,
+            num_classes=k,
+            source=f"{title or base} without {names} (near-OOD track ID set)",
             splits=("train", "test"),
             loader=load_known,
-            available=available,
+            available=is_available,
             role="id",
+            slow_build=slow_build,
         )
     )
     for name, split, role, what in (
@@ -111,16 +126,31 @@ def _register(suffix: str, seed: int | None) -> None:
             DatasetSpec(
                 name=name,
                 kind="offline",
-                geometry="1x28x28",
+                geometry=geometry,
                 num_classes=0,
-                source=f"Fashion-MNIST {what} of {names} (near-OOD, pairs with {id_name})",
+                source=f"{title or base} {what} of {names} (near-OOD, pairs with {id_name})",
                 splits=("test",),
                 loader=load_unknown(split, name),
-                available=available,
+                available=is_available,
                 ood_role=role,
                 near_of=id_name,
+                slow_build=slow_build,
             )
         )
+    return id_name
+
+
+def _register(suffix: str, seed: int | None) -> None:
+    register_class_split(
+        BASE,
+        CLASSES,
+        unknown_classes(seed),
+        "1x28x28",
+        _load_base,
+        available,
+        suffix,
+        title="Fashion-MNIST",
+    )
 
 
 _register("", None)
