@@ -3,6 +3,27 @@
 # Where apt-get is missing or we are not root, print the exact command instead.
 set -euo pipefail
 PKGS="dataset-fashion-mnist fonts-urw-base35 fonts-bwht fonts-dejavu-core fonts-noto-core openarena-081-textures"
+# icons-ctx8: the icon themes (oodbench/data/sources/icons.py) and librsvg's rsvg-convert.
+PKGS="$PKGS faenza-icon-theme gnome-icon-theme oxygen-icon-theme mate-icon-theme tango-icon-theme
+ lxde-icon-theme elementary-icon-theme elementary-xfce-icon-theme gnome-icon-theme-nuovo
+ gnome-icon-theme-yasis gnome-icon-theme-gartoon gnome-icon-theme-suede moka-icon-theme
+ faba-icon-theme numix-icon-theme breeze-icon-theme papirus-icon-theme adwaita-icon-theme
+ librsvg2-bin"
+# alnum-fonts: fonts with many Latin design families (oodbench/data/sources/alnum.py).
+PKGS="$PKGS fonts-adf-accanthis fonts-adf-baskervald fonts-adf-berenis fonts-adf-gillius
+ fonts-adf-ikarius fonts-adf-irianis fonts-adf-libris fonts-adf-mekanus fonts-adf-oldania
+ fonts-adf-romande fonts-adf-solothurn fonts-adf-switzera fonts-adf-tribun fonts-adf-universalis
+ fonts-adf-verana fonts-averia-gwf fonts-averia-sans-gwf fonts-averia-serif-gwf fonts-cabin
+ fonts-cabinsketch fonts-comic-neue fonts-dosis fonts-dustin fonts-ebgaramond fonts-femkeklaver
+ fonts-fanwood fonts-goudybookletter fonts-humor-sans fonts-isabella fonts-jura fonts-kristi
+ fonts-league-spartan fonts-lobster fonts-lobstertwo fonts-oflb-euterpe fonts-prociono
+ fonts-quicksand fonts-radisnoir fonts-sora fonts-beteckna fonts-blankenburg fonts-breip
+ fonts-dkg-handwriting fonts-hermit fonts-inconsolata fonts-agave fonts-anonymous-pro fonts-go
+ fonts-cantarell fonts-crosextra-caladea fonts-oldstandard fonts-sil-gentium fonts-manrope
+ fonts-roboto-slab fonts-tlwg-garuda-ttf fonts-tlwg-kinnari-ttf fonts-tlwg-laksaman-ttf
+ fonts-tlwg-loma-ttf fonts-cardo fonts-linuxlibertine fonts-freefont-ttf fonts-cmu
+ fonts-liberation"
+PKGS=$(echo $PKGS)  # one line, for the messages below
 if dpkg -s $PKGS >/dev/null 2>&1; then
   echo "data: all offline data packages are installed"
   exit 0

@@ -35,6 +35,8 @@ def test_every_available_set_loads(name: str) -> None:
     spec = DATASETS.get(name)
     if not spec.available(None):
         pytest.skip(f"{name} is not on this machine (covered by a fixture test)")
+    if spec.slow_build:
+        pytest.skip(f"{name} takes minutes to build (test_data_newsets.py: fixture and slow test)")
     data = load(name, spec.splits[-1])
     assert data.images.dtype == torch.uint8 and data.images.ndim == 4
     big = 400 if spec.ood_role == "validation" else 1000  # notmnist-fonts-val: 440 glyphs

@@ -28,7 +28,8 @@ def shifted_row(corruption: str) -> str:
 
 def datasets_table(root: Path | str | None = None, width: int | None = None) -> Group:
     """Two tables that each fit ``width`` (default: the terminal): what each set is (name, kind,
-    geometry, classes, use, here) and where it comes from (name, source). Offline sets first."""
+    geometry, classes, use, here) and where it comes from (name, size, source). Offline sets
+    first."""
     root = Path(root).expanduser() if root else None
     specs = sorted(
         (spec for _, spec in DATASETS.items()),
@@ -45,11 +46,11 @@ def datasets_table(root: Path | str | None = None, width: int | None = None) -> 
             "ID, or OOD test" if spec.role == "id" else f"OOD {spec.ood_role}",
             Text("yes", style="green") if here else Text("no", style="red"),
         ])  # fmt: skip
-        sources.append([spec.name, spec.source])
+        sources.append([spec.name, spec.size or "-", spec.source])
     for corruption in CORRUPTIONS.values():  # the shifted track: a row per corruption
         name = Text(shifted_row(corruption.name))  # Text: ":fog:" is not an emoji code
         facts.append([name, "shifted", "ID's", "ID's", "ID under shift", "with ID"])
-        sources.append([name, f"ID test split, CIFAR-10-C's severities; {corruption.how}"])
+        sources.append([name, "ID's", f"ID test split, CIFAR-10-C's severities; {corruption.how}"])
     title = "oodbench datasets" + (f" (--root {root})" if root else "")
     columns = ["name", "kind", "geometry", "classes", "use", "here"]
     note = (
@@ -60,6 +61,6 @@ def datasets_table(root: Path | str | None = None, width: int | None = None) -> 
     return Group(
         *fitted_tables(title, columns, facts, width, wrap=(2,), caption=note),
         *fitted_tables(
-            "where each dataset comes from", ["name", "source"], sources, width, wrap=(1,)
+            "where each dataset comes from", ["name", "size", "source"], sources, width, wrap=(2,)
         ),  # fmt: skip
     )

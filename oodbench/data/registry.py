@@ -56,6 +56,7 @@ class DatasetSpec:
     # Its first build takes minutes (rendering thousands of files): the default test suite
     # builds it from a tiny fixture tree instead, a slow test from the installed packages.
     slow_build: bool = False
+    size: str = ""  # images per split as measured on a full build, for the listing
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

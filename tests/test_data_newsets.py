@@ -1,0 +1,183 @@
+"""icons-ctx8 and alnum-fonts: built from tiny fixture trees (--root) in the default suite,
+from the installed Debian packages in a slow test."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from oodbench.data import DATASETS, load
+from oodbench.data.cache import _digest
+from oodbench.data.sources import alnum, iconfiles, icons
+from oodbench.errors import UserError
+
+# theme folder -> (family, split): two families in train, one in test
+THEMES = {"Faenza": "train", "Faenza-Dark": "train", "Moka": "train", "oxygen": "test"}
+
+
+def _drawing(seed: int, px: int) -> Image.Image:
+    """A distinct coloured drawing on transparency (same seed: same drawing, any size)."""
+    rng = np.random.default_rng(seed)
+    im = Image.new("RGBA", (px, px), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(im)
+    for _ in range(4):
+        x0, y0 = rng.uniform(0, 0.6, 2) * px
+        x1, y1 = x0 + rng.uniform(0.2, 0.4) * px, y0 + rng.uniform(0.2, 0.4) * px
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3)) + (255,)
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
+    return im
+
+
+def _icon(root: Path, theme: str, ctx: str, size: int, name: str, seed: int) -> None:
+    path = root / "icons" / theme / ctx / str(size) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _drawing(seed, size).save(path)
+
+
+@pytest.fixture(scope="module")
+def icon_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("iconroot")
+    seed = 0
+    for theme in THEMES:
+        for ctx in iconfiles.CONTEXTS:
+            for k in range(2):
+                seed += 1
+                _icon(root, theme, ctx, 32, f"{ctx}-{k}", seed)
+    _icon(root, "Faenza", "apps", 48, "apps-0", 9)  # a second size of a drawing: taken once
+    _icon(root, "Faenza", "apps", 22, "small", 1000)  # below 32 px: not used
+    _icon(root, "oxygen", "apps", 32, "copy", 1)  # Faenza's actions-0 in the test family
+    blank = root / "icons" / "Moka" / "status" / "32" / "blank.png"
+    Image.new("RGBA", (32, 32), (0, 0, 0, 0)).save(blank)  # near-blank: dropped
+    return root
+
+
+def test_icons_dedup_and_group_disjoint_splits(icon_root: Path) -> None:
+    train, test = (
+        load(icons.NAME, "train", root=icon_root),
+        load(icons.NAME, "test", root=icon_root),
+    )
+    counts = train.meta["counts"]
+    # 4 themes x 8 contexts x 2 + the 48 px size + the small one + the copy + the blank one,
+    # less Faenza-Dark's 16 names shared with Faenza (one family) and the 22 px file
+    assert counts["drawings"] == 3 * 16 + 1 + 1
+    assert counts["blank_or_unreadable"] == 1 and counts["near_duplicates"] == 1
+    assert len(train) == 32 and len(test) == 16  # the copy in oxygen is gone
+    assert train.images.shape[1:] == (3, 32, 32) and train.num_classes == 8
+    assert set(train.meta["split_families"]) == {"faenza", "moka"}
+    assert set(test.meta["split_families"]) == {"oxygen"}
+    flat = {bytes(x) for x in train.images.flatten(1).numpy()}
+    assert not flat & {bytes(x) for x in test.images.flatten(1).numpy()}
+    assert (train.images[:, :, 0, 0] == 255).all()  # composited on white
+
+
+def test_icons_build_is_deterministic(icon_root: Path, fresh_cache: Path) -> None:
+    first = icons.load_full(icon_root)  # a build in this test's empty cache
+    again = icons.build(icons.icon_dir(icon_root))  # and one more, uncached
+    assert _digest(first.images, first.labels) == _digest(again.images, again.labels)
+
+
+def test_icons_near_track(icon_root: Path) -> None:
+    known = load("icons-ctx8-known5", "train", root=icon_root)
+    unknown = load("icons-ctx8-unknown3", "test", root=icon_root)
+    val = load("icons-ctx8-unknown3-val", "test", root=icon_root)
+    assert known.num_classes == 5 and set(known.labels.tolist()) == set(range(5))
+    assert len(unknown) == 3 * 2 and len(val) == 3 * 2 * 2  # oxygen, then Faenza and Moka
+    assert DATASETS.get("icons-ctx8-unknown3-val").ood_role == "validation"
+
+
+def test_icons_missing_packages_name_them(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(iconfiles, "ICON_DIR", tmp_path)
+    assert not DATASETS.get(icons.NAME).available(None)
+    with pytest.raises(UserError, match="apt-get install .*papirus-icon-theme"):
+        load(icons.NAME, "train")
+
+
+def test_near_duplicates_keeps_the_first() -> None:
+    hashes = np.array([0b1111, 0b1110, 0b0000_1111_0000, 0b1111], dtype=np.uint64)
+    assert iconfiles.near_duplicates(hashes, bits=1).tolist() == [False, True, False, True]
+
+
+FONTS = ["dejavu/DejaVuSans.ttf"]  # group "deja" is train, "nimbus" and "urwgothic" test
+URW = ["NimbusSans-Regular.otf", "NimbusRoman-Regular.otf", "URWGothic-Book.otf"]
+
+
+@pytest.fixture(scope="module")
+def font_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fontroot")
+    (root / "fonts").mkdir()
+    system = Path("/usr/share/fonts")
+    found = [system / "truetype" / f for f in FONTS] + [
+        system / "opentype/urw-base35" / f for f in URW
+    ]
+    if not all(p.is_file() for p in found):
+        pytest.skip("needs fonts-dejavu-core and fonts-urw-base35 (make data)")
+    for p in found:
+        shutil.copy(p, root / "fonts" / p.name)
+    shutil.copy(found[1], root / "fonts" / "ZCopy-Regular.otf")  # a clone under another name
+    return root
+
+
+def test_alnum_fonts_classes_dedup_and_group_split(font_root: Path) -> None:
+    full = alnum.load_full(font_root)
+    assert full.num_classes == 59 and full.images.shape[1:] == (1, 28, 28)
+    assert full.meta["skipped"] == {"ZCopy-Regular.otf": "near-duplicate of NimbusSans-Regular.otf"}
+    assert len(full) == 59 * 4 and full.labels.bincount().tolist() == [4] * 59
+    train, test = (
+        load(alnum.NAME, "train", root=font_root),
+        load(alnum.NAME, "test", root=font_root),
+    )
+    assert len(train) + len(test) == len(full) and len(train) and len(test)
+    groups = dict(zip(full.meta["fonts"], full.meta["groups"], strict=True))
+    assert groups["NimbusSans-Regular.otf"] == groups["NimbusRoman-Regular.otf"] == "nimbus"
+    side = {g for f in test.meta["split_fonts"] for g in [groups[f]]}
+    assert side.isdisjoint(groups[f] for f in train.meta["split_fonts"])
+    # one frame per font: a lower-case o is smaller than the capital O's place-holder Q
+    o, q = alnum.CLASSES.index("o"), alnum.CLASSES.index("Q")
+    ink = (full.images[:, 0] > 0).flatten(1).sum(1).reshape(4, 59).float()
+    assert (ink[:, o] < ink[:, q]).all()
+
+
+def test_alnum_build_is_deterministic(font_root: Path) -> None:
+    first = alnum.load_full(font_root)  # the session's build
+    again = alnum.build(alnum.font_files(font_root))  # and one more, uncached
+    assert _digest(first.images, first.labels) == _digest(again.images, again.labels)
+
+
+def test_alnum_near_track_has_50_known_classes(font_root: Path) -> None:
+    known = load("alnum-fonts-known50", "train", root=font_root)
+    assert known.num_classes == 50 and int(known.labels.max()) == 49
+    unknown = load("alnum-fonts-unknown9-val", "test", root=font_root)
+    assert (unknown.labels == -1).all() and len(unknown) % 9 == 0
+
+
+# The full builds from the packages of scripts/install-data.sh, and their checksums (sha256
+# of images and labels of each split) on Debian 12's package versions (docs/datasets.md).
+FULL = {
+    ("icons-ctx8", "train"): "824ff847574ade1de1e00451de68dce31ec9b1209644886ad8de02fa08397c34",
+    ("icons-ctx8", "test"): "a9aada87c0fddc410e533e30c5897ab5ca31ca612ec984c5d7e716475e25a685",
+    ("alnum-fonts", "train"): "75992487c47c1288964a337c6cc2d8fb3434696fc0bffae893a93f43c4e95ffa",
+    ("alnum-fonts", "test"): "5b496cd565d39f43875eaa5c61c35b8d38ea608dd65c47d8c1756289c7aabcb5",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["icons-ctx8", "alnum-fonts"])
+def test_full_build_matches_recorded_checksum(name: str) -> None:
+    if not DATASETS.get(name).available(None):
+        pytest.skip(f"{name}: run 'make data'")
+    train, test = load(name, "train"), load(name, "test")
+    assert len(train) >= 10_000 and torch.unique(train.labels).numel() == train.num_classes
+    for split, data in (("train", train), ("test", test)):
+        assert _digest(data.images, data.labels) == FULL[(name, split)]
+
+
+def test_make_data_installs_every_package_the_sets_need() -> None:
+    script = (Path(__file__).parents[1] / "scripts" / "install-data.sh").read_text()
+    for package in [*icons.PACKAGES, *alnum.PACKAGES]:
+        assert re.search(rf"(?<![\w-]){re.escape(package)}(?![\w-])", script), package
