@@ -165,6 +165,7 @@ class ScoreConfig:
     tune: bool = False  # --tune: each tunable detector's grid searched on validation data
     val_ood: tuple[str, ...] = ()  # --val-ood sets or groups; empty = scoring.tune.DEFAULT_VAL
     head: str = "inference"  # --head, one of HEADS
+    allow_data_change: bool = False  # score although the ID data differs from training's
 
     def __post_init__(self) -> None:
         check_choice("--protocol", self.protocol, PROTOCOLS)

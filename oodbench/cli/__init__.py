@@ -12,6 +12,7 @@ import sys
 import click
 import typer
 
+from oodbench import provenance
 from oodbench.cli import commands, train
 from oodbench.cli.app import app
 from oodbench.errors import FAULT_ERRNOS, FAULT_EXIT, EnvironmentFault, UserError, fault_from
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors with exit 2 for every bad input, never a traceback."""
     try:
         # click returns (not raises) the code of a typer.Exit when standalone_mode is off
-        code = app(args=argv, prog_name="oodbench", standalone_mode=False)
+        with provenance.invoked_as(sys.argv[1:] if argv is None else list(argv)):
+            code = app(args=argv, prog_name="oodbench", standalone_mode=False)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -80,6 +80,13 @@ def score(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", "--force", help="Recompute rows already scored.")
     ] = False,
+    allow_data_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-data-change",
+            help="Score although the ID data differs from training's (recorded).",
+        ),
+    ] = False,  # fmt: skip
     quiet: Quiet = False,
 ) -> None:
     """Score post-hoc detectors on a run's cached logits and features."""
@@ -95,6 +102,7 @@ def score(
         root=str(root) if root else None, download=download, overwrite=overwrite,
         params=tuple(param or ()), tune=tune, val_ood=tuple(val_ood or ()), precision=precision,
         head=head,
+        allow_data_change=allow_data_change,
     )  # fmt: skip
     result = score_run(cfg, quiet=quiet)
     if result.rank:  # torchrun: only rank 0 reports

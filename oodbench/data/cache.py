@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import load_file, save_file
 
-from oodbench.data.imageset import ImageSet
+from oodbench.data.imageset import ImageSet, content_digest, remember_checksum
 from oodbench.io import atomic_write_with, file_lock
 
 # Bump when a builder's output changes for the same sources (rendering recipe, crop rule...).
@@ -48,13 +47,6 @@ def file_identity(paths: Iterable[Path]) -> list[list[Any]]:
     return out
 
 
-def _digest(images: torch.Tensor, labels: torch.Tensor) -> str:
-    h = hashlib.sha256()
-    h.update(images.contiguous().numpy().tobytes())
-    h.update(labels.contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def entry_path(name: str, split: str, identity: Any) -> Path:
     key = json.dumps(
         {"name": name, "split": split, "identity": identity, "version": FORMAT_VERSION},
@@ -76,9 +68,9 @@ def read_entry(path: Path) -> ImageSet | None:
             info = json.loads(fh.metadata()["oodbench"])
         tensors = load_file(str(path))
         images, labels = tensors["images"], tensors["labels"]
-        if _digest(images, labels) != info["sha256"]:
+        if content_digest(images, labels) != info["sha256"]:
             raise ValueError("hash mismatch")
-        return ImageSet(
+        data = ImageSet(
             images=images,
             labels=labels,
             name=info["name"],
@@ -87,6 +79,8 @@ def read_entry(path: Path) -> ImageSet | None:
             std=tuple(info["std"]),
             meta={**info["meta"], "cache": str(path)},
         )
+        remember_checksum(data, info["sha256"])  # verified just now: the run's data checksum
+        return data
     except Exception as exc:  # any damage (truncation, bad header, bad JSON) means: rebuild
         print(f"oodbench: cache file {path} is corrupt ({exc}); rebuilding it", file=sys.stderr)
         return None
@@ -99,7 +93,7 @@ def write_entry(path: Path, data: ImageSet) -> None:
         "mean": list(data.mean),
         "std": list(data.std),
         "meta": data.meta,
-        "sha256": _digest(data.images, data.labels),
+        "sha256": data.checksum(),  # also the run's record of this set (provenance)
     }
     tensors = {"images": data.images.contiguous(), "labels": data.labels.contiguous()}
     meta = {"oodbench": json.dumps(info, default=str), "format_version": str(FORMAT_VERSION)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -48,3 +49,27 @@ class ImageSet:
 
     def subset(self, indices: torch.Tensor | slice) -> ImageSet:
         return replace(self, images=self.images[indices], labels=self.labels[indices])
+
+    def checksum(self) -> str:
+        """SHA-256 of the images and labels as built (the run's record of what it read).
+
+        Computed once per object; ``subset`` and ``replace`` make new objects, which hash their
+        own tensors. A set read from the dataset cache knows it already (``remember_checksum``).
+        """
+        known = self.__dict__.get("_checksum")
+        if known is None:
+            known = content_digest(self.images, self.labels)
+            remember_checksum(self, known)
+        return str(known)
+
+
+def content_digest(images: torch.Tensor, labels: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    h.update(images.contiguous().numpy().tobytes())
+    h.update(labels.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def remember_checksum(data: ImageSet, digest: str) -> None:
+    """Store a checksum verified elsewhere (the cache file's) so it is not computed again."""
+    object.__setattr__(data, "_checksum", digest)  # a memo, not a field: replace() drops it

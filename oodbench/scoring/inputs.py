@@ -16,6 +16,7 @@ from oodbench.config import ScoreConfig, TrainConfig, resolve_in
 from oodbench.data.imageset import ImageSet
 from oodbench.data.split import validation_split
 from oodbench.errors import UserError
+from oodbench.provenance import data_key
 from oodbench.runs import CONFIG, WEIGHTS, RunDir, newest_trained
 
 
@@ -124,7 +125,9 @@ def ood_names(cfg: ScoreConfig, id_name: str) -> list[str]:
 
 
 def load_dataset(cfg: ScoreConfig, tcfg: TrainConfig, name: str, split: str,
-                 geometry: tuple[int, int, int] | None = None) -> ImageSet:  # fmt: skip
+                 geometry: tuple[int, int, int] | None = None,
+                 seen: dict[str, str] | None = None) -> ImageSet:  # fmt: skip
+    """One dataset split as built; its checksum goes into ``seen`` (the run's record)."""
     from oodbench import data
 
     root = cfg.root or tcfg.root
@@ -137,12 +140,15 @@ def load_dataset(cfg: ScoreConfig, tcfg: TrainConfig, name: str, split: str,
                    geometry=geometry, preprocess=prep)  # fmt: skip
     if len(ds) == 0:
         raise UserError(f"dataset {name!r} ({split}) has zero samples; check its files or --root")
+    if seen is not None:
+        seen[data_key(name, split)] = ds.checksum()
     return ds
 
 
-def id_splits(cfg: ScoreConfig, tcfg: TrainConfig) -> tuple[ImageSet, ImageSet | None]:
+def id_splits(cfg: ScoreConfig, tcfg: TrainConfig,
+              seen: dict[str, str] | None = None) -> tuple[ImageSet, ImageSet | None]:  # fmt: skip
     """The run's own fit split (train minus validation) and its validation split."""
-    full = load_dataset(cfg, tcfg, tcfg.dataset, "train")
+    full = load_dataset(cfg, tcfg, tcfg.dataset, "train", seen=seen)
     train_idx, val_idx = validation_split(tcfg, full)
     val = full.subset(torch.as_tensor(val_idx)) if len(val_idx) else None
     return full.subset(torch.as_tensor(train_idx)), val

@@ -24,6 +24,7 @@ from oodbench.config import ScoreConfig, TrainConfig
 from oodbench.data.imageset import ImageSet
 from oodbench.detectors import Detector
 from oodbench.models.precision import resolve as resolve_precision
+from oodbench.provenance import DATASETS, PROVENANCE, check_data, collect
 from oodbench.runs import (
     COLUMNS,
     VALUES,
@@ -96,6 +97,8 @@ class Run:
     hashes: dict[str, str] = field(default_factory=dict)
     cache_hits: list[str] = field(default_factory=list)
     splits: tuple[ImageSet, ImageSet | None] | None = None  # (fit, val), loaded once
+    datasets: dict[str, str] = field(default_factory=dict)  # "<set>:<split>" -> checksum read
+    data_changed: list[str] = field(default_factory=list)  # --allow-data-change warnings
     _outputs: dict[str, Outputs] = field(default_factory=dict)
 
     def outputs(self, key: str, data: ImageSet, like: ImageSet | None = None) -> Outputs:
@@ -136,8 +139,33 @@ def load(cfg: ScoreConfig, bar: Progress) -> Run:
 def train_and_val(run: Run) -> tuple[ImageSet, ImageSet | None]:
     """``id_splits`` of the run, loaded once per score call (not once per detector)."""
     if run.splits is None:
-        run.splits = id_splits(run.cfg, run.train_cfg)
+        run.splits = id_splits(run.cfg, run.train_cfg, run.datasets)
+        check_id_data(run)
     return run.splits
+
+
+def check_id_data(run: Run) -> None:
+    """The ID data read so far must be what the run was trained on (config.json's checksums;
+    a run of 0.1.0 recorded none): a UserError, or a recorded warning with
+    --allow-data-change."""
+    recorded = run.dir.config_values().get(DATASETS) or {}
+    for line in check_data(recorded, run.datasets, run.cfg.allow_data_change):
+        if line not in run.data_changed:
+            from oodbench.console import stderr
+
+            stderr.print(f"[yellow]warning:[/] {line} (--allow-data-change)", soft_wrap=True)
+            run.data_changed.append(line)
+
+
+def provenance_summary(run: Run) -> dict[str, Any]:
+    """What this score call ran with, merged with the datasets earlier calls read."""
+    old = run.dir.read_summary()
+    record: dict[str, Any] = {PROVENANCE: collect(next(run.model.parameters()).device),
+                              DATASETS: (old.get(DATASETS) or {}) | run.datasets}  # fmt: skip
+    if run.data_changed:
+        record["data_changed"] = list(dict.fromkeys([*old.get("data_changed", []),
+                                                     *run.data_changed]))  # fmt: skip
+    return record
 
 
 # ---------------------------------------------------------------- scoring
@@ -179,11 +207,13 @@ def write_summary(run: Run, id_out: Outputs, extra: dict[str, Any] | None = None
     return summary
 
 
-SELECTION_KEYS = ("test_ood", "val_ood", "tune_criterion", "tuned", "validation")
+SELECTION_KEYS = ("test_ood", "val_ood", "tune_criterion", "tuned", "validation",
+                  PROVENANCE, DATASETS, "data_changed")  # fmt: skip
 
 
 def kept_selection(run: Run) -> dict[str, Any]:
-    """The selection keys summary.json holds now (written again unchanged with the summary)."""
+    """The selection and provenance keys summary.json holds now (written again unchanged with
+    the summary)."""
     old = run.dir.read_summary() if run.dir.summary.is_file() else {}
     return {k: old[k] for k in SELECTION_KEYS if k in old}
 
@@ -295,7 +325,8 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
                                 lambda split="train": _fit_split(run, split))  # fmt: skip
         detectors = selection.detectors
         # Selection is over: from here on the test sets are read.
-        run.id_test = id_set = load_dataset(cfg, tc, tc.dataset, "test")
+        run.id_test = id_set = load_dataset(cfg, tc, tc.dataset, "test", seen=run.datasets)
+        check_id_data(run)
         path = run.dir.metrics
         stale = drop_stale(path, run.model_hash)  # also checks metrics.csv before any write
         if stale:
@@ -324,7 +355,7 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
                 if not todo:
                     continue
                 geometry = (id_set.channels, *id_set.size)
-                ood_set = load_dataset(cfg, tc, ood, "test", geometry=geometry)
+                ood_set = load_dataset(cfg, tc, ood, "test", geometry, run.datasets)
                 for det in todo:
                     id_scores = scores_for(run, det, tc.dataset, id_set, None)
                     ood_scores = scores_for(run, det, ood, ood_set, id_set)
@@ -336,7 +367,8 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
             new_rows = writer.rows()
         # Roles and choices are recorded once the scoring succeeded (a failed command leaves
         # summary.json as it was).
-        run.dir.write_summary(run.dir.read_summary() | selection_summary(run, selection, names))
+        run.dir.write_summary(run.dir.read_summary() | selection_summary(run, selection, names)
+                              | provenance_summary(run))  # fmt: skip
     return ScoreResult(pd.DataFrame(new_rows, columns=COLUMNS), run.dir.path, list(run.cache_hits))
 
 

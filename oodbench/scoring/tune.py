@@ -123,7 +123,7 @@ def load_validation(run: Any, names: Sequence[str], val: ImageSet | None) -> Val
     data = ValData(id_out.subset(pick), val.subset(pick))
     geometry = (val.channels, *val.size)
     for i, name in enumerate(names, 1):
-        ood_set = load_dataset(run.cfg, tc, name, "test", geometry=geometry)
+        ood_set = load_dataset(run.cfg, tc, name, "test", geometry=geometry, seen=run.datasets)
         # Only the sample is extracted (cache key <set>-tune): the search and the validation
         # metrics read nothing else, and a validation set is never scored as a test set.
         sample = ood_set.subset(_sample(len(ood_set), TUNE_OOD, i))

@@ -33,6 +33,7 @@ from oodbench.data.split import validation_split
 from oodbench.errors import UserError
 from oodbench.models import OUR_MODELS, check_model_name
 from oodbench.models.weights import Arch, weights_bytes
+from oodbench.provenance import DATASETS, PROVENANCE, collect, data_key
 from oodbench.runs import RunDir
 from oodbench.train.checkpoint import save_weights
 
@@ -195,7 +196,9 @@ def import_checkpoint(req: ImportRequest) -> Path:
     config = {**cfg.to_json(), **arch.to_json(),
               "mean": list(prep["mean"]) if prep else list(train_set.mean),
               "std": list(prep["std"]) if prep else list(train_set.std),
-              "val_indices": val_idx.tolist(), "n_train": len(train_set)}  # fmt: skip
+              "val_indices": val_idx.tolist(), "n_train": len(train_set),
+              DATASETS: {data_key(dataset, "train"): train_set.checksum()},
+              PROVENANCE: collect("cpu")}  # fmt: skip
     blob = weights_bytes(model, {**arch.to_json(), "imported": True})
     return _write(target, config, blob, req.overwrite)
 

@@ -12,9 +12,10 @@ import rich.progress as rp
 import timm
 import torch
 
-from oodbench import __version__
+from oodbench import __version__, provenance
 from oodbench.console import stderr
 from oodbench.parallel import Dist
+from oodbench.provenance import PROVENANCE
 
 
 class Progress:
@@ -119,4 +120,5 @@ def environment(ctx: Dist) -> dict[str, Any]:
         },
         "world_size": ctx.world,
         "device_type": ctx.device.type,
+        PROVENANCE: provenance.collect(ctx.device),
     }

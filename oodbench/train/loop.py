@@ -35,6 +35,7 @@ from oodbench.models.weights import (
     weights_bytes,
     weights_from_bytes,
 )
+from oodbench.provenance import DATASETS, RESUME_FIX, check_data
 from oodbench.runs import RunDir
 from oodbench.train import checkpoint as ck
 from oodbench.train.log import Progress, environment, rng_states, set_rng_states
@@ -353,9 +354,10 @@ def _train(
     if isinstance(chosen, UserError):
         raise chosen
     run_dir = Path(chosen)
-    state = None
+    state, saved = None, {}
     if resume and (run_dir / ck.CONFIG).is_file():
-        ck.check_resume_config(RunDir(run_dir).read_config(), cfg)
+        saved = RunDir(run_dir).read_config()
+        ck.check_resume_config(saved, cfg)
         state = ck.load_state(run_dir)
     try:
         loop = build_loop(cfg, ctx, run_dir)
@@ -364,6 +366,8 @@ def _train(
         if ctx.main and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()
         raise
+    # A resumed run continues on the data it started on (0.1.0 runs recorded none).
+    check_data(saved.get(DATASETS) or {}, loop.data.info[DATASETS], fix=RESUME_FIX)
     if ctx.main:
         ck.clean_temp_files(run_dir)
         config = cfg.to_json() | loop.data.info | loop.arch.to_json() | environment(ctx)

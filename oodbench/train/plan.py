@@ -18,6 +18,7 @@ from oodbench.data import load
 from oodbench.data.augment import draw_crop_flip, pad_images
 from oodbench.data.split import derive_seed, validation_split
 from oodbench.errors import UserError
+from oodbench.provenance import DATASETS, data_key
 
 
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -67,7 +68,10 @@ def load_data(cfg: TrainConfig, device: torch.device) -> Data:
         "n_train": len(train_idx),
         "n_test": n_test,
         "val_indices": val_idx.tolist(),
-    }
+        # what was read, as built: `score` checks the ID data against these (provenance.py)
+        DATASETS: {data_key(cfg.dataset, "train"): train_set.checksum(),
+                   data_key(cfg.dataset, "test"): test_set.checksum()},
+    }  # fmt: skip
     return Data(
         padded=pad_images(train_set.images[train_idx], cfg.crop_padding).to(device),
         labels=train_set.labels[train_idx].to(device),
