@@ -100,3 +100,44 @@ def test_command_line_is_spelled_as_typed() -> None:
     assert provenance.command_line(["/venv/bin/oodbench", "score", "a b"]) == "oodbench score 'a b'"
     with provenance.invoked_as(["report", "x"]):
         assert provenance.command_line() == "oodbench report x"
+
+
+def test_every_report_says_how_it_was_produced(scored_run: Path, tmp_path: Path) -> None:
+    config = json.loads((scored_run / "config.json").read_text())
+    digest = config["datasets"]["fashion-mnist:train"]
+    texts = {}
+    for fmt in ("markdown", "html", "json"):
+        out = tmp_path / f"report.{fmt}"
+        assert main(["report", str(scored_run), "--format", fmt, "--out", str(out)]) == 0
+        texts[fmt] = out.read_text()
+    for fmt in ("markdown", "html"):
+        text = texts[fmt]
+        assert "How this was produced" in text
+        assert config["provenance"]["command"] in text  # the training command, to rerun
+        assert "oodbench score " in text and "oodbench report " in text
+        assert digest in text and "fashion-mnist:train" in text
+        assert "torchvision" in text and config["provenance"]["device"] in text
+    made = json.loads(texts["json"])["how_produced"]
+    assert made["commands"][0] == config["provenance"]["command"]
+    assert made["commands"][-1].startswith("oodbench report ")
+    assert made["runs"][0]["train"]["datasets"] == config["datasets"]
+    assert made["report"]["versions"]["numpy"]
+
+
+def test_a_010_run_reports_that_nothing_was_recorded(tmp_path: Path) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "v010"
+    out = tmp_path / "report.md"
+    argv = [
+        "report",
+        str(fixture),
+        "--format",
+        "markdown",
+        "--out",
+        str(out),
+        "--protocol",
+        "paper",
+    ]
+    assert main(argv) == 0
+    section = out.read_text().split("## How this was produced")[1]
+    assert "recorded no checksums" in section
+    assert "0.1.0" in section  # the version 0.1.0 did record

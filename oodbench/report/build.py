@@ -16,6 +16,7 @@ import oodbench.report.reference as refs
 import oodbench.report.tables as T
 from oodbench.metrics import paired_interval
 from oodbench.report.load import Run, expand, load_runs
+from oodbench.report.produced import produced
 from oodbench.report.spec import SUMMARY_KEYS, Cell, Report, TableSpec, num, num_ci
 from oodbench.runs import METRICS, SUMMARY
 
@@ -41,6 +42,7 @@ def build(
     report = Report(runs, groups, _join_reference(frame, runs, ref), cells, proto, conv, common)
     report.per_run = with_avg  # per-run rows with Average rows: seeds pair up from here
     _layout(report, ref)
+    report.produced = produced(runs)
     return report
 
 

@@ -79,7 +79,17 @@ def to_markdown(report: Report, link_base: Path) -> str:
         out += ["## References", ""]
         out += [f"- **{src}**: {note}" for src, note in report.references]
         out.append("")
+    if report.produced is not None:
+        out += _markdown_produced(report.produced)
     return "\n".join(out)
+
+
+def _markdown_produced(made: Any) -> list[str]:
+    from oodbench.report import produced as P
+
+    out = [f"## {P.TITLE}", "", *(f"{line}  " for line in P.lines(made)), ""]
+    out += ["```sh", *made.commands, "```", ""]
+    return out + [markdown_table(spec) for spec in P.tables(made)]
 
 
 # --- rich -------------------------------------------------------------------------------
@@ -170,5 +180,6 @@ def to_json(report: Report) -> str:
         "rows": _records(report.tidy),
         "references": [{"source": s, "note": n} for s, n in report.references],
         "plots": [{"title": t, "path": str(p)} for t, p in report.plots],
+        "how_produced": report.produced.to_json() if report.produced is not None else None,
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
+from typing import Any
 
 from oodbench.report.spec import Cell, Report, TableSpec
 
@@ -30,6 +31,7 @@ td.best { font-weight: 700; background: #dafbe1; }
 td.good { color: #1a7f37; } td.bad { color: #cf222e; }
 p.note { margin: .2rem 0; color: #57606a; }
 img { max-width: 100%; border: 1px solid #d0d7de; }
+pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; }
 """
 
 # Click a header: sort the rows by that column (numbers by value, text alphabetically); an
@@ -79,6 +81,14 @@ def embedded_png(path: Path, title: str) -> str:
     return f'<img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
 
 
+def _produced(made: Any) -> list[str]:
+    from oodbench.report import produced as P
+
+    out = [f"<h2>{P.TITLE}</h2>", *(f"<p>{html.escape(line)}</p>" for line in P.lines(made))]
+    out.append("<pre><code>" + html.escape("\n".join(made.commands)) + "</code></pre>")
+    return out + [html_table(spec) for spec in P.tables(made)]
+
+
 def to_html(report: Report) -> str:
     """The whole report as one HTML document (plots must already be written: ``report.plots``)."""
     out = [
@@ -104,5 +114,7 @@ def to_html(report: Report) -> str:
             for src, note in report.references
         ]
         out.append("</ul>")
+    if report.produced is not None:
+        out += _produced(report.produced)
     out += [f"<script>{SCRIPT}</script>", "</body></html>", ""]
     return "\n".join(out)

@@ -73,6 +73,7 @@ class Report:
     references: list[tuple[str, str]] = field(default_factory=list)  # (source, citation)
     plots: list[tuple[str, Path]] = field(default_factory=list)
     matrix: Any = None  # report.matrix.Matrix when the runs compare several losses
+    produced: Any = None  # report.produced.Produced: commands, versions, data checksums
 
     @property
     def detectors(self) -> list[str]:
