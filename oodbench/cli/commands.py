@@ -120,7 +120,13 @@ def report(
         typer.Argument(help="Scored run dirs (or folders of runs); default: all under --runs-dir."),
     ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="rich (colour), markdown, csv or json.")
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="rich (colour), markdown, csv, json, html, or openood (a folder "
+            "of CSVs in OpenOOD v1.5's layout).",
+        ),
     ] = "rich",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
     plots: Annotated[Path | None, typer.Option("--plots", help="Write PNG plots here.")] = None,
@@ -158,7 +164,9 @@ def report(
         protocol=protocol,
         plot_detector=plot_detector,
     )
-    if out is not None:
+    if fmt == "openood":
+        typer.echo(text, nl=False, err=True)
+    elif out is not None:
         typer.echo(f"wrote {out}", err=True)
     elif fmt != "rich":
         typer.echo(text, nl=False)

@@ -1,4 +1,5 @@
-"""CIFAR-style networks registered into timm: ``small_cnn``, ``wrn_40_2``, ``resnet18_cifar``.
+"""CIFAR-style networks registered into timm: ``small_cnn``, ``wrn_40_2``, ``resnet18_cifar``
+and ``resnet18_32x32`` (OpenOOD's key layout).
 
 They follow timm's interface (``forward_features`` returns the last feature map,
 ``forward_head(x, pre_logits=True)`` the pooled penultimate features), so ``timm.create_model``
@@ -175,6 +176,49 @@ class ResNet18Cifar(_TimmLike):
         return self.layers(self.stem(x))
 
 
+class _OpenOODBlock(nn.Module):
+    """OpenOOD's ``BasicBlock``, with its attribute names (they are the state-dict keys)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet18_32x32(_TimmLike):  # noqa: N801  (OpenOOD's name)
+    """OpenOOD v1.5's CIFAR ResNet-18 (openood/networks/resnet18_32x32.py) with its module
+    names, so its checkpoints (``best.ckpt``: CE, LogitNorm, T2FNorm...) load key for key:
+    ``conv1``, ``bn1``, ``layer1``-``layer4`` of two blocks (``conv1``, ``bn1``, ``conv2``,
+    ``bn2``, ``shortcut``), ``fc``. The same network as ``resnet18_cifar``, other key names."""
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, 64, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        cin = 64
+        for i, (cout, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2)), 1):
+            setattr(self, f"layer{i}", nn.Sequential(_OpenOODBlock(cin, cout, stride),
+                                                     _OpenOODBlock(cout, cout, 1)))  # fmt: skip
+            cin = cout
+        self.num_classes, self.num_features = num_classes, 512
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
 @register_model
 def small_cnn(pretrained: bool = False, **kwargs: Any) -> SmallCNN:
     return SmallCNN(**_own_kwargs(kwargs))
@@ -188,3 +232,8 @@ def wrn_40_2(pretrained: bool = False, **kwargs: Any) -> WideResNet:
 @register_model
 def resnet18_cifar(pretrained: bool = False, **kwargs: Any) -> ResNet18Cifar:
     return ResNet18Cifar(**_own_kwargs(kwargs))
+
+
+@register_model
+def resnet18_32x32(pretrained: bool = False, **kwargs: Any) -> ResNet18_32x32:
+    return ResNet18_32x32(**_own_kwargs(kwargs))

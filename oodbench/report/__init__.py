@@ -9,6 +9,7 @@ render it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from oodbench.errors import UserError
 from oodbench.io import atomic_write_text
@@ -48,6 +49,8 @@ def render(
     returned. ``plots`` is a folder for the PNGs, which the markdown links relative to ``out``.
     """
     check_format(fmt)
+    if fmt == "openood":
+        return _openood(run_dirs, out, runs_dir, detectors, oods, reference, convention, protocol)
     _check_paths(out, plots)  # before anything is written
     report = build(run_dirs, runs_dir, detectors, oods, reference, convention, protocol)
     if plots is not None:
@@ -70,6 +73,17 @@ def render(
 
         stdout.print(rich_renderable(report))
     return text
+
+
+def _openood(run_dirs: list[Path], out: Path | None, runs_dir: Path, *args: Any) -> str:
+    """Write the OpenOOD CSVs under the folder ``out``; return the list of files written."""
+    from oodbench.report.openood import write_openood
+
+    if out is None or (out.exists() and not out.is_dir()):
+        raise UserError("--format openood writes a folder of CSVs (<setting>/ood/<detector>.csv): "
+                        "pass --out FOLDER")  # fmt: skip
+    written = write_openood(build(run_dirs, runs_dir, *args), out)
+    return "".join(f"{path}\n" for path in written)
 
 
 def _check_paths(out: Path | None, plots: Path | None) -> None:

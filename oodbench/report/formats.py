@@ -17,7 +17,8 @@ from rich.text import Text
 from oodbench.errors import UserError
 from oodbench.report.spec import Cell, Report, TableSpec
 
-FORMATS = ("rich", "markdown", "csv", "json", "html")  # html: report/html.py
+# html: report/html.py; openood: a folder of CSVs in OpenOOD v1.5's layout (report/openood.py)
+FORMATS = ("rich", "markdown", "csv", "json", "html", "openood")
 CSV_COLUMNS = (
     "run", "label", "loss", "tau", "model", "id_dataset", "seed", "detector", "ood_dataset",
     "protocol", "convention", "fpr95", "auroc", "aupr", "aupr_in", "aupr_out", "fpr95_std",

@@ -10,8 +10,10 @@ refused with its missing, unexpected and mis-shaped keys named.
 Input geometry and normalisation: for timm architectures, timm's ``resolve_data_config`` (input
 size, interpolation, crop_pct, mean, std), recorded in config.json so that image folders are
 decoded the way the model expects; for our CIFAR-style nets, the ID set's own geometry and
-statistics, as ``oodbench train`` does. The run dir records ``imported`` (source file, its
-SHA-256, the prefixes removed) and is then scored and reported like a trained run.
+statistics, as ``oodbench train`` does. OpenOOD's CIFAR ResNet-18 checkpoints load into
+``resnet18_32x32`` with OpenOOD's normalisation (train/openood.py). The run dir records
+``imported`` (source file, its SHA-256, the prefixes removed) and is then scored and reported
+like a trained run.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ import safetensors.torch
 import torch
 
 from oodbench.config import TrainConfig, check_run_name, resolve_in
+from oodbench.data.imageset import ImageSet
 from oodbench.data.split import validation_split
 from oodbench.errors import UserError
 from oodbench.models import OUR_MODELS, check_model_name
 from oodbench.models.weights import Arch, weights_bytes
 from oodbench.provenance import DATASETS, PROVENANCE, collect, data_key
 from oodbench.runs import RunDir
+from oodbench.train import openood as openood_keys
 from oodbench.train.checkpoint import save_weights
 
 PREFIXES = ("module.", "model.", "_orig_mod.")
@@ -179,6 +183,9 @@ def import_checkpoint(req: ImportRequest) -> Path:
     model = arch.create() if prep else probe
     own = model.state_dict()
     tensors, removed = strip_prefixes(tensors, set(own))
+    openood: dict[str, Any] = {}
+    if req.model in openood_keys.OPENOOD_MODELS:
+        tensors, openood = openood_keys.from_openood(tensors)
     check_fit(tensors, own, str(req.weights), arch)
     model.load_state_dict(tensors)
     geometry = (in_chans, *img_size)
@@ -189,18 +196,32 @@ def import_checkpoint(req: ImportRequest) -> Path:
             f"{req.weights} takes {in_chans}-channel images but {dataset} has "
             f"{train_set.channels}; pass a matching --dataset or checkpoint"
         )
+    extra = _extra(req.weights, removed, prep)
+    if openood:
+        extra["imported"]["openood"] = openood
     cfg = TrainConfig(dataset=dataset, model=req.model, loss=req.loss, epochs=1,
                       val_size=min(5000, len(train_set) // 10), root=req.root,
-                      extra=_extra(req.weights, removed, prep))  # fmt: skip
+                      extra=extra)  # fmt: skip
     _, val_idx = validation_split(cfg, train_set)
-    config = {**cfg.to_json(), **arch.to_json(),
-              "mean": list(prep["mean"]) if prep else list(train_set.mean),
-              "std": list(prep["std"]) if prep else list(train_set.std),
+    mean, std = prep_stats(req.model, dataset, prep, train_set)
+    config = {**cfg.to_json(), **arch.to_json(), "mean": mean, "std": std,
               "val_indices": val_idx.tolist(), "n_train": len(train_set),
               DATASETS: {data_key(dataset, "train"): train_set.checksum()},
               PROVENANCE: collect("cpu")}  # fmt: skip
     blob = weights_bytes(model, {**arch.to_json(), "imported": True})
     return _write(target, config, blob, req.overwrite)
+
+
+def prep_stats(model: str, dataset: str, prep: dict[str, Any] | None,
+               train_set: ImageSet) -> tuple[list[float], list[float]]:  # fmt: skip
+    """The normalisation the checkpoint expects: timm's for a timm model, OpenOOD's for its
+    ResNet on its ID sets, else the ID set's own statistics (as ``oodbench train``)."""
+    if prep:
+        return list(prep["mean"]), list(prep["std"])
+    if model in openood_keys.OPENOOD_MODELS and dataset in openood_keys.NORMALIZATION:
+        mean, std = openood_keys.NORMALIZATION[dataset]
+        return list(mean), list(std)
+    return list(train_set.mean), list(train_set.std)
 
 
 def _canonical(dataset: str) -> str:
