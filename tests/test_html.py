@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -60,19 +58,5 @@ def test_html_is_self_contained(page: tuple[str, Page]) -> None:
     assert "http://" not in text.split("<body>")[0] and "<link" not in text
 
 
-@pytest.mark.slow
-def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
-    """Needs Debian's chromium (apt-get install -y chromium): the screenshot is not blank."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed")
-    from PIL import Image, ImageStat
-
-    out = tmp_path / "report.html"
-    render(_two_runs(tmp_path), "html", out=out, protocol="paper")
-    shot = tmp_path / "shot.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
-                    f"--screenshot={shot}", "--window-size=1200,1600", out.as_uri()],
-                   check=True, capture_output=True, timeout=120)  # fmt: skip
-    stat = ImageStat.Stat(Image.open(shot).convert("L"))
-    assert stat.stddev[0] > 10, "the screenshot is blank"
+# The page in a real browser (images load, tables drawn, no console error, markup shown as
+# text): tests/test_browser.py.

@@ -173,3 +173,16 @@ def test_report_format_openood_needs_a_folder(
     make_run(tmp_path / "runs", "ce0", "ce")
     assert main(["report", str(tmp_path / "runs"), "--format", "openood"]) == 2
     assert "pass --out FOLDER" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_every_detector_scores_an_openood_checkpoint(id_folder: Path, tmp_path: Path) -> None:
+    from oodbench.detectors import DETECTORS
+
+    ckpt = tmp_path / "best.ckpt"
+    torch.save(openood_state(seed=4), ckpt)
+    run = _import(ckpt, id_folder, tmp_path / "runs", "ce")
+    assert main(["score", str(run), "-d", "all", "--ood", "gaussian", "--device", "cpu", "-q"]) == 0
+    table = pd.read_csv(run / "metrics.csv")
+    assert len(table["detector"].unique()) == len(DETECTORS)
+    assert table["auroc"].between(0, 100).all()
