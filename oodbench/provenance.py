@@ -25,6 +25,7 @@ from oodbench.errors import UserError
 
 LIBRARIES = ("torch", "torchvision", "timm", "numpy")
 PROVENANCE, DATASETS = "provenance", "datasets"  # keys in config.json and summary.json
+SCORE_COMMANDS = "score_commands"  # summary.json: every score command of the run, in order
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the checkout, when run from one
 
 

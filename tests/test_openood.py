@@ -182,7 +182,9 @@ def test_every_detector_scores_an_openood_checkpoint(id_folder: Path, tmp_path: 
     ckpt = tmp_path / "best.ckpt"
     torch.save(openood_state(seed=4), ckpt)
     run = _import(ckpt, id_folder, tmp_path / "runs", "ce")
-    assert main(["score", str(run), "-d", "all", "--ood", "gaussian", "--device", "cpu", "-q"]) == 0
+    write_pngs(tmp_path / "ood", 16, size=(32, 32), seed=99)  # a small OOD set: ResNet-18 on CPU
+    argv = ["score", str(run), "-d", "all", "--ood", f"folder:{tmp_path / 'ood'}"]
+    assert main([*argv, "--device", "cpu", "-q"]) == 0
     table = pd.read_csv(run / "metrics.csv")
     assert len(table["detector"].unique()) == len(DETECTORS)
     assert table["auroc"].between(0, 100).all()

@@ -39,6 +39,8 @@ def test_scoring_records_every_set_it_read(scored_run: Path) -> None:
     # the same data as at training time, hashed the same way
     assert read["fashion-mnist:train"] == config["datasets"]["fashion-mnist:train"]
     assert summary["provenance"]["device"].startswith("CPU")
+    assert summary["score_commands"] == [summary["provenance"]["command"]]
+    assert summary["score_commands"][0].startswith("oodbench score ")
     assert "data_changed" not in summary
 
 

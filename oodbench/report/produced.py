@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oodbench import provenance
-from oodbench.provenance import DATASETS, LIBRARIES, PROVENANCE
+from oodbench.provenance import DATASETS, LIBRARIES, PROVENANCE, SCORE_COMMANDS
 from oodbench.report.load import Run
 from oodbench.report.spec import Cell, TableSpec
 from oodbench.runs import RunDir
@@ -36,8 +36,9 @@ class Produced:
 def produced(runs: list[Run]) -> Produced:
     records = [_record(run) for run in runs]
     here = provenance.collect()
-    stages = [rec[stage][PROVENANCE] for rec in records for stage in ("train", "score")]
-    steps = [info.get("command") for info in stages if info]
+    steps = []  # per run: how it was trained (or imported), then every score call
+    for rec in records:
+        steps += [rec["train"][PROVENANCE].get("command"), *rec["score"][SCORE_COMMANDS]]
     commands = list(dict.fromkeys(c for c in [*steps, here["command"]] if c))
     return Produced(here, commands, records)
 
@@ -56,6 +57,7 @@ def _record(run: Run) -> dict[str, Any]:
             PROVENANCE: run.summary.get(PROVENANCE) or {},
             DATASETS: run.summary.get(DATASETS) or {},
             "data_changed": run.summary.get("data_changed") or [],
+            SCORE_COMMANDS: run.summary.get(SCORE_COMMANDS) or [],
         },  # fmt: skip
     }
 

@@ -24,7 +24,7 @@ from oodbench.config import ScoreConfig, TrainConfig
 from oodbench.data.imageset import ImageSet
 from oodbench.detectors import Detector
 from oodbench.models.precision import resolve as resolve_precision
-from oodbench.provenance import DATASETS, PROVENANCE, check_data, collect
+from oodbench.provenance import DATASETS, PROVENANCE, SCORE_COMMANDS, check_data, collect
 from oodbench.runs import (
     COLUMNS,
     VALUES,
@@ -158,13 +158,17 @@ def check_id_data(run: Run) -> None:
 
 
 def provenance_summary(run: Run) -> dict[str, Any]:
-    """What this score call ran with, merged with the datasets earlier calls read."""
+    """What this score call ran with, merged with what earlier calls of the run recorded."""
     old = run.dir.read_summary()
-    record: dict[str, Any] = {PROVENANCE: collect(next(run.model.parameters()).device),
-                              DATASETS: (old.get(DATASETS) or {}) | run.datasets}  # fmt: skip
+    now = collect(next(run.model.parameters()).device)
+
+    def union(key: str, new: list[str]) -> list[str]:
+        return list(dict.fromkeys([*(old.get(key) or []), *new]))
+
+    record: dict[str, Any] = {PROVENANCE: now, DATASETS: (old.get(DATASETS) or {}) | run.datasets,
+                              SCORE_COMMANDS: union(SCORE_COMMANDS, [now["command"]])}  # fmt: skip
     if run.data_changed:
-        record["data_changed"] = list(dict.fromkeys([*old.get("data_changed", []),
-                                                     *run.data_changed]))  # fmt: skip
+        record["data_changed"] = union("data_changed", run.data_changed)
     return record
 
 
@@ -208,7 +212,7 @@ def write_summary(run: Run, id_out: Outputs, extra: dict[str, Any] | None = None
 
 
 SELECTION_KEYS = ("test_ood", "val_ood", "tune_criterion", "tuned", "validation",
-                  PROVENANCE, DATASETS, "data_changed")  # fmt: skip
+                  PROVENANCE, DATASETS, SCORE_COMMANDS, "data_changed")  # fmt: skip
 
 
 def kept_selection(run: Run) -> dict[str, Any]:
