@@ -15,7 +15,7 @@ from test_report_fixtures import make_run
 from torch.nn import functional as F
 
 from oodbench.cli import main
-from oodbench.train.checkpoint import load_run
+from oodbench.models.weights import load_run
 
 STAGES = ((1, 64), (2, 128), (3, 256), (4, 512))  # OpenOOD's layer1-layer4: stride, width
 
