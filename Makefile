@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install data test test-all demo bench gpu-check lint format clean
+.PHONY: install data test test-slow test-all demo bench gpu-check lint format clean
 
 install: $(STAMP)
 
 # Reinstall only when the package metadata changes, so a second `make install` is instant.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,dev,cluster]'
 	touch $(STAMP)
 
 data:
@@ -19,6 +19,10 @@ data:
 
 test: install data
 	$(BIN)/python -m pytest -q --durations=10
+
+# The slow tests (kills, resumes, the local pool, whole benches); CI runs them after `make test`.
+test-slow: install data
+	$(BIN)/python -m pytest -q -m slow --durations=10
 
 test-all: install data
 	$(BIN)/python -m pytest -q -m ''

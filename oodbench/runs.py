@@ -42,7 +42,7 @@ CONFIG, WEIGHTS, STATE = "config.json", "model.safetensors", "train_state.pt"
 HISTORY, METRICS, SUMMARY = "history.csv", "metrics.csv", "summary.json"
 CACHE, SCORES = "cache", "scores"
 SCORES_TENSOR = "scores"  # the one tensor in a scores/ file
-REPORT, PLOTS, TAU_SWEEP = "report.md", "plots", "tau_sweep.csv"  # in a bench folder
+REPORT, PLOTS, TAU_SWEEP, JOBS = "report.md", "plots", "tau_sweep.csv", ".jobs"  # bench folder
 
 # ---------------------------------------------------------------- the metrics.csv schema
 

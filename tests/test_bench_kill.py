@@ -97,8 +97,9 @@ def test_killed_during_training(uninterrupted: Path, tmp_path: Path) -> None:
 def test_killed_during_tuning(uninterrupted: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     ce = RunDir(out / "ce")
-    # Tuning extracts the validation noise first; the ID test set is loaded only after it.
-    _kill_when(out, lambda: any(ce.cache.glob("gaussian-*.safetensors")))
+    # Tuning extracts a sample of each validation OOD set (cache key <set>-tune: held-out real
+    # images by default, noise without them) before the ID test set is loaded.
+    _kill_when(out, lambda: any(ce.cache.glob("*-tune.safetensors")))
     assert not ce.cache_file("fashion-mnist-test").exists() and not ce.metrics.exists()
     _resume_and_compare(out, uninterrupted)
 

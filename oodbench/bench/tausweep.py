@@ -1,4 +1,5 @@
-"""Choices of the bench on validation data only: tau, and the headline's best detector.
+"""Choices of the bench on validation data only: tau, and the headline's best detector; the
+tau table and the headline that show them.
 
 Tau is chosen the paper's way, with validation OOD sets in place of the paper's Gaussian noise:
 among the LogitNorm runs whose ID validation accuracy stays within ``ACC_TOLERANCE`` points of
@@ -15,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from oodbench import losses
-from oodbench.config import BenchConfig, loss_params_of
+from oodbench.config import loss_params_of
 from oodbench.errors import UserError
 from oodbench.io import atomic_write_text
 from oodbench.runs import RunDir, bench_files, ood_means
@@ -127,7 +128,8 @@ def _cell(column: str, value: object) -> str:
     return str(value)
 
 
-def write_tau_table(cfg: BenchConfig, run_dirs: list[Path]) -> Path:
+def write_tau_table(out: Path, run_dirs: list[Path]) -> Path:
+    """The tau table: ``out/tau_sweep.csv`` and printed."""
     from rich.table import Table
 
     from oodbench.console import stdout
@@ -135,7 +137,7 @@ def write_tau_table(cfg: BenchConfig, run_dirs: list[Path]) -> Path:
     chosen = choose_tau(selection_table(run_dirs))  # validation only, before any test column
     table = sweep_table(run_dirs)
     table["selected"] = table["tau"].eq(chosen) if chosen is not None else False
-    _, _, out = bench_files(cfg.out)
+    _, _, out = bench_files(out)
     atomic_write_text(out, table.to_csv(index=False, float_format="%.2f"))
     val_sets = RunDir(run_dirs[0]).read_summary().get("val_ood") or []
     title = (f"tau sweep: chosen τ = {chosen} (lowest MSP FPR95 on the validation OOD sets "
@@ -150,3 +152,55 @@ def write_tau_table(cfg: BenchConfig, run_dirs: list[Path]) -> Path:
         view.add_row(*(_cell(col, row[col]) for col in HEADERS))
     stdout.print(view)
     return out
+
+
+# ------------------------------------------------------------------------- the headline
+
+
+def _average(run_dir: Path) -> pd.DataFrame:
+    return ood_means(RunDir(run_dir).read_metrics(), "paper", "id-positive")
+
+
+def headline(run_dirs: list[Path]) -> dict[str, dict[str, float]]:
+    """Per loss (mean over seeds): MSP and best-detector average FPR95/AUROC, and ID accuracy."""
+    by_loss: dict[str, list[Path]] = {}
+    for run_dir in run_dirs:  # the loss from config.json ("elogitnorm" contains "logitnorm")
+        by_loss.setdefault(str(RunDir(run_dir).read_config().get("loss", "ce")), []).append(run_dir)
+    avg = {loss: sum(_average(d) for d in dirs) / len(dirs) for loss, dirs in by_loss.items()}
+    acc = {
+        loss: sum(RunDir(d).read_summary()["id_accuracy"] for d in dirs) / len(dirs)
+        for loss, dirs in by_loss.items()
+    }
+    # Picked on the validation OOD sets (summary.json), reported on the test sets.
+    common = set.intersection(*(set(a.index) for a in avg.values()))
+    best_det = best_on_validation(by_loss, common)
+    return {
+        loss: {
+            "accuracy": acc[loss],
+            "msp_fpr95": float(avg[loss].loc["msp", "fpr95"]),
+            "msp_auroc": float(avg[loss].loc["msp", "auroc"]),
+            "best_detector": best_det,  # type: ignore[dict-item]
+            "best_fpr95": float(avg[loss].loc[best_det, "fpr95"]),
+            "best_auroc": float(avg[loss].loc[best_det, "auroc"]),
+        }
+        for loss in avg
+    }
+
+
+def print_headline(run_dirs: list[Path]) -> None:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from oodbench.console import stdout
+
+    numbers = headline(run_dirs)
+    best = next(iter(numbers.values()))["best_detector"]
+    table = Table(show_header=True, header_style="bold", box=None)
+    for col in ("", "ID acc", "MSP FPR95 ↓", "MSP AUROC ↑", f"{best} FPR95 ↓", f"{best} AUROC ↑"):
+        table.add_column(col, justify="right")
+    for loss, n in numbers.items():
+        label = losses.title(loss)
+        table.add_row(label, *(f"{n[k]:.2f}" for k in ("accuracy", "msp_fpr95", "msp_auroc",
+                                                          "best_fpr95", "best_auroc")))  # fmt: skip
+    title = "oodbench headline: averages over the OOD sets (paper protocol, ID positive, %)"
+    stdout.print(Panel(table, title=title, expand=False))

@@ -228,9 +228,23 @@ def bench(
     download: Download = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted bench.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start again, replacing earlier runs.")] = False,
+    launcher: Annotated[
+        str, typer.Option(help="serial (here), local (a pool of jobs) or slurm (docs/scaling.md).")
+    ] = "serial",
+    jobs: Annotated[int, typer.Option(help="local: jobs at a time, in CPU slots.")] = 1,
+    devices: Annotated[
+        str | None, typer.Option(help="local: one job per GPU, e.g. cuda:0,cuda:1.")
+    ] = None,
+    slurm_partition: Annotated[str | None, typer.Option(help="slurm: the partition.")] = None,
+    slurm_gpus_per_job: Annotated[int, typer.Option(help="slurm: GPUs of each job.")] = 1,
+    slurm_time: Annotated[int, typer.Option(help="slurm: time limit of each job, minutes.")] = 240,
+    dry_run: Annotated[
+        bool, typer.Option(help="slurm: print the sbatch scripts, submit nothing.")
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Run the whole benchmark: train each loss (default CE, LogitNorm), score, report."""
+    from oodbench.bench.launch import Launch
     from oodbench.bench.runner import run_bench
     from oodbench.config import BenchConfig
 
@@ -244,4 +258,6 @@ def bench(
         losses=tuple(x.strip() for x in (losses or "").split(",") if x.strip()),
         tracks=tuple(x.strip() for x in tracks.split(",") if x.strip()),
     )  # fmt: skip
-    run_bench(cfg, quiet=quiet)
+    devs = tuple(x.strip() for x in (devices or "").split(",") if x.strip())
+    launch = Launch(launcher, jobs, devs, slurm_partition, slurm_gpus_per_job, slurm_time, dry_run)
+    run_bench(cfg, quiet=quiet, launch=launch)

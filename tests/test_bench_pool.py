@@ -1,0 +1,98 @@
+"""bench through submitit's local executor (``--launcher local --jobs 2``): a 2-loss x 2-seed
+tiny bench gets the very numbers of the serial bench, and a pool killed halfway (the whole
+process group, SIGKILL) finishes, on the same command, only the jobs that were not done.
+Slow: each tiny bench trains 4 runs and scores them (``pytest -m slow tests/test_bench_pool.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from _cli import BENCH
+from safetensors.torch import load_file
+
+from oodbench.cli import main
+from oodbench.runs import KEY, RunDir
+
+STUDY = ["--losses", "ce,logitnorm", "--seeds", "0,1", "-d", "msp", "--ood", "mnist-5k",
+         "--val-ood", "gaussian", *BENCH]  # fmt: skip
+RUNS = [f"seed{s}/{loss}" for s in (0, 1) for loss in ("ce", "logitnorm")]
+POOL = ["--launcher", "local", "--jobs", "2"]
+TIMEOUT = 600  # seconds for the first score job to finish on a busy machine
+
+
+def _bench(out: Path, *extra: str) -> list[str]:
+    return ["bench", "--out", str(out), *STUDY, *extra]
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("serial") / "bench"
+    assert main(_bench(out)) == 0
+    return out
+
+
+def _same_numbers(out: Path, serial: Path) -> None:
+    for name in RUNS:
+        a, b = RunDir(out / name), RunDir(serial / name)
+        wa, wb = load_file(str(a.weights)), load_file(str(b.weights))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
+        # weights_hash hashes the file, whose metadata order is per process: compare the rest
+        new, old = (d.read_metrics().sort_values(KEY).drop(columns="weights_hash") for d in (a, b))
+        assert len(new) == 1, name
+        pd.testing.assert_frame_equal(new.reset_index(drop=True), old.reset_index(drop=True))
+        assert json.loads(a.summary.read_text()) == json.loads(b.summary.read_text())
+    assert (out / "report.md").is_file() and "Not finished" not in (out / "report.md").read_text()
+
+
+def _markers(out: Path) -> dict[str, int]:
+    """Done-marker file -> its mtime (the ledger plan.json is not a marker)."""
+    return {p.name: p.stat().st_mtime_ns for p in (out / ".jobs").glob("*-*.json")}
+
+
+@pytest.mark.slow
+def test_local_pool_of_two_matches_the_serial_bench(serial: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pool"
+    assert main(_bench(out, *POOL)) == 0
+    _same_numbers(out, serial)
+    assert len(_markers(out)) == 9  # 4 trainings, 4 scorings, 1 report
+
+
+@pytest.mark.slow
+def test_killed_pool_finishes_only_what_is_missing(serial: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pool"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "oodbench", *_bench(out, *POOL)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + TIMEOUT
+    try:  # halfway: the first score job is done, the other runs are not
+        while not any(name.startswith("score-") for name in _markers(out)):
+            assert proc.poll() is None, "the bench ended before a score job finished"
+            assert time.monotonic() < deadline, "no score job finished in time"
+            time.sleep(0.05)
+    finally:  # the bench, submitit's controllers and the jobs: one process group
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = _markers(out)
+    assert 2 <= len(before) < 9
+    trained = [r for r in RUNS if RunDir(out / r).weights.is_file()]
+    stamps = {r: RunDir(out / r).weights.stat().st_mtime_ns for r in trained}
+
+    assert main(_bench(out, *POOL)) == 0  # the same command again: no --resume needed
+    after = _markers(out)
+    assert len(after) == 9
+    assert all(after[name] == t for name, t in before.items())  # done jobs were not rerun
+    finished = {json.loads((out / ".jobs" / n).read_text())["where"] for n in before
+                if n.startswith("train-")}  # fmt: skip
+    assert all(RunDir(out / r).weights.stat().st_mtime_ns == stamps[r] for r in finished)
+    _same_numbers(out, serial)
