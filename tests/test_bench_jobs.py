@@ -14,7 +14,8 @@ import pytest
 from _cli import BENCH
 
 from oodbench.bench import jobs as jobs_mod
-from oodbench.bench.jobs import Job, execute, is_done
+from oodbench.bench import tausweep
+from oodbench.bench.jobs import Job, ReportSpec, execute, is_done
 from oodbench.bench.launch import Launch
 from oodbench.bench.plan import graph
 from oodbench.cli import main
@@ -79,6 +80,19 @@ def test_a_job_is_done_when_its_marker_and_outputs_exist(
     (job.folder / "model.safetensors").unlink()  # an output deleted by hand: not done
     assert not is_done(job)
     assert execute(job) and calls[-1] == "train"
+
+
+def test_a_report_renders_what_is_scored_and_lists_the_rest(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tausweep, "print_headline", lambda run_dirs: None)  # needs a bench's runs
+    spec = ReportSpec((run.name, "seed1/ce"))  # one run scored, one not (yet)
+    job = Job("report", run.parent, spec, run.parent)
+    assert execute(job)
+    text = (run.parent / "report.md").read_text()
+    assert "# OOD detection report" in text
+    assert "## Not finished" in text and "- `seed1/ce`" in text
+    assert not job.marker.exists() and not is_done(job)  # rendered again once it is scored
 
 
 @pytest.mark.parametrize(

@@ -123,7 +123,7 @@ def run_local(jobs: list[Job], launch: Launch, quiet: bool) -> dict[str, str]:
                            for j in pending}  # fmt: skip
                 break
             time.sleep(POLL_S)
-    finally:  # Ctrl-C: the running jobs save a checkpoint and stop (SIGINT)
+    finally:  # Ctrl-C (or an error) here stops the running jobs too (SIGINT)
         for _, handle in running.values():
             handle.cancel(check=False)
     return failed
