@@ -44,7 +44,7 @@ def test_train_preset_gives_each_loss_its_own_tau_as_bench_does(
 ) -> None:
     """A preset's tau (0.04) is LogitNorm's: `train --preset P --loss L` trains L with the tau
     `bench --preset P --losses L` gives it (issue 23), unless --tau is typed."""
-    from oodbench.bench.runner import _runs_for
+    from oodbench.bench.plan import _runs_for
     from oodbench.losses import configure
 
     bench = BenchConfig(preset=preset, tune=False, losses=("logitnorm", "t2fnorm", "ce"))
