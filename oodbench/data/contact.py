@@ -1,4 +1,4 @@
-"""Contact sheets: an 8 x 8 grid of random samples of a dataset, saved as a PNG."""
+"""Contact sheets: a grid of random samples of a dataset (or per class), saved as a PNG."""
 
 from __future__ import annotations
 
@@ -12,18 +12,35 @@ from oodbench.data.imageset import ImageSet
 from oodbench.io import atomic_write_with
 
 
+def class_sheet(data: ImageSet, path: Path, per_class: int = 8, seed: int = 0,
+                scale: int = 2) -> Path:  # fmt: skip
+    """One row per class of ``per_class`` seeded random samples of it, saved as a PNG."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for c in range(data.num_classes):
+        members = torch.nonzero(data.labels == c).flatten()
+        pick = members[torch.randperm(len(members), generator=gen)[:per_class]]
+        blank = torch.full((per_class - len(pick), *data.images.shape[1:]), 128, dtype=torch.uint8)
+        rows.append(torch.cat([data.images[pick], blank]))
+    return _save(torch.cat(rows), path, per_class, data.channels, scale)
+
+
+def _save(images: torch.Tensor, path: Path, nrow: int, channels: int, scale: int) -> Path:
+    grid = make_grid(images, nrow=nrow, padding=2, pad_value=128)
+    image = Image.fromarray(grid.permute(1, 2, 0).numpy())
+    if channels == 1:
+        image = image.convert("L")
+    image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    atomic_write_with(path, lambda tmp: image.save(tmp, format="PNG", optimize=True))
+    return path
+
+
 def contact_sheet(data: ImageSet, path: Path, rows: int = 8, seed: int = 0, scale: int = 2) -> Path:
     """Write ``rows`` x ``rows`` seeded random samples of ``data`` to ``path`` (PNG)."""
     gen = torch.Generator().manual_seed(seed)
     n = min(rows * rows, len(data))
     pick = torch.randperm(len(data), generator=gen)[:n]
-    grid = make_grid(data.images[pick], nrow=rows, padding=2, pad_value=128)
-    image = Image.fromarray(grid.permute(1, 2, 0).numpy())
-    if data.channels == 1:
-        image = image.convert("L")
-    image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
-    atomic_write_with(path, lambda tmp: image.save(tmp, format="PNG", optimize=True))
-    return path
+    return _save(data.images[pick], path, rows, data.channels, scale)
 
 
 def corruption_sheet(data: ImageSet, path: Path, index: int = 0, scale: int = 3) -> Path:
