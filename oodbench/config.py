@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from oodbench.errors import UserError
+from oodbench.settings import SETTINGS
 
 # Loss hyperparameters that 0.1.0 kept as TrainConfig fields: config.json files, presets and
 # --tau/--penalty still give them at top level. They go to loss_params, and the train stage
@@ -221,6 +222,7 @@ _PAPER_RECIPE: dict[str, Any] = {
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper-cifar10": _PAPER_RECIPE | {"dataset": "cifar10"},
     "paper-cifar100": _PAPER_RECIPE | {"dataset": "cifar100"},
+    **{name: setting["recipe"] for name, setting in SETTINGS.items()},
 }
 # A preset's tau is LogitNorm's (the paper's value); every other loss, T2FNorm's tau included,
 # keeps the default it declares, under `train --preset` and `bench --preset` alike.
@@ -244,6 +246,19 @@ class Preset:
     # --param defaults of the setting: the KNN paper (Sun et al., ICML 2022) uses k = 50 for
     # CIFAR-10 and k = 200 for CIFAR-100; a --param the user types wins.
     params: tuple[str, ...] = ()
+    val_ood: tuple[str, ...] = ()  # empty = the default validation sets (scoring.tune)
+    tracks: tuple[str, ...] = ("far",)  # the tracks the setting has (near: NEAR_SPLITS)
+    offline: bool = False  # its data must be on this machine: check_data before any work
+
+    def check_data(self, name: str, root: str | None) -> None:
+        """One line naming what to install when a dataset of this setting is missing."""
+        from oodbench.data import DATASETS
+
+        for dataset in (self.recipe["dataset"], *self.ood, *self.val_ood):
+            spec = DATASETS.get(dataset)
+            if not spec.available(Path(root) if root else None):
+                how = spec.install or "run 'make data'"
+                raise UserError(f"--preset {name} needs {dataset}, not on this machine: {how}")
 
 
 def offline_ood() -> tuple[str, ...]:
@@ -264,6 +279,10 @@ PRESETS: dict[str, Preset] = {
     "offline": Preset(_OFFLINE_RECIPE, ()),
     "paper-cifar10": Preset(TRAIN_PRESETS["paper-cifar10"], PAPER_OOD, ("knn.k=50",)),
     "paper-cifar100": Preset(TRAIN_PRESETS["paper-cifar100"], PAPER_OOD, ("knn.k=200",)),
+    **{
+        name: Preset(s["recipe"], s["ood"], (), s["val_ood"], s["tracks"], offline=True)
+        for name, s in SETTINGS.items()
+    },
 }
 
 
@@ -275,7 +294,8 @@ def get_preset(name: str) -> Preset:
 
 TRACKS = ("far", "near")
 # The ID set of the near-OOD track for each full ID set (data/sources/classsplit.py).
-NEAR_SPLITS = {"fashion-mnist": "fashion-mnist-known6"}
+NEAR_SPLITS = {"fashion-mnist": "fashion-mnist-known6", "icons-ctx8": "icons-ctx8-known5",
+               "alnum-fonts": "alnum-fonts-known50"}  # fmt: skip
 # Near-OOD test sets of an ID set that are other datasets, not class splits: OpenOOD v1.5's
 # near-OOD for CIFAR-10 is CIFAR-100 + TinyImageNet, for CIFAR-100 CIFAR-10 + TinyImageNet
 # (its configs/datasets/cifar*/cifar*_ood.yml; TinyImageNet, read through OpenOOD's own image
@@ -314,7 +334,9 @@ class BenchConfig:
     tracks: tuple[str, ...] = ("far",)
 
     def __post_init__(self) -> None:
-        get_preset(self.preset)
+        preset = get_preset(self.preset)
+        if preset.offline:
+            preset.check_data(self.preset, self.root)
         for track in self.tracks:
             check_choice("--tracks", track, TRACKS)
         if not self.tracks or len(set(self.tracks)) != len(self.tracks):
@@ -358,6 +380,10 @@ class BenchConfig:
 
     def ood_sets(self) -> tuple[str, ...]:
         return self.ood or self.preset_spec.ood or offline_ood()
+
+    def val_sets(self) -> tuple[str, ...]:
+        """--val-ood, else the preset's validation sets (empty: scoring's default)."""
+        return self.val_ood or self.preset_spec.val_ood
 
     def detector_params(self) -> tuple[str, ...]:
         """The preset's --param defaults (KNN's k) for the chosen detectors, under the ones the

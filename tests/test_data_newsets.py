@@ -181,3 +181,16 @@ def test_make_data_installs_every_package_the_sets_need() -> None:
     script = (Path(__file__).parents[1] / "scripts" / "install-data.sh").read_text()
     for package in [*icons.PACKAGES, *alnum.PACKAGES]:
         assert re.search(rf"(?<![\w-]){re.escape(package)}(?![\w-])", script), package
+
+
+def test_wrn_40_2_trains_on_the_colour_set_from_the_cli(icon_root: Path, tmp_path: Path) -> None:
+    from oodbench.cli import main
+    from oodbench.runs import RunDir
+
+    args = ["train", "--preset", "icons-wrn40", "--root", str(icon_root), "--epochs", "1",
+            "--val-size", "8", "--batch-size", "16", "--device", "cpu", "-q",
+            "--runs-dir", str(tmp_path), "--name", "wrn"]  # fmt: skip
+    assert main(args) == 0
+    config = (tmp_path / "wrn" / "config.json").read_text()
+    assert '"wrn_40_2"' in config and '"icons-ctx8"' in config
+    assert len(RunDir(tmp_path / "wrn").read_history()) == 1

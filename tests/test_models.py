@@ -37,6 +37,13 @@ def test_wrn_40_2_is_the_papers_net() -> None:
     assert 2.2e6 < sum(p.numel() for p in model.parameters()) < 2.3e6  # WRN-40-2: 2.2M
 
 
+def test_wrn_16_2_is_the_same_family_smaller() -> None:
+    small, big = create_model("wrn_16_2", 10, 3), create_model("wrn_40_2", 10, 3)
+    assert type(small) is type(big) and small.num_features == big.num_features == 128
+    assert len(small.blocks) == 6 and len(big.blocks) == 18  # (depth - 4) / 6 per stage, x 3
+    assert 0.69e6 < sum(p.numel() for p in small.parameters()) < 0.70e6  # WRN-16-2: 0.7M
+
+
 def test_resnet18_cifar_has_3x3_stem_and_no_maxpool() -> None:
     model = create_model("resnet18_cifar", 10, 3)
     first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))

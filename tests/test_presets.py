@@ -58,3 +58,39 @@ def test_train_preset_gives_each_loss_its_own_tau_as_bench_does(
     assert typed.loss_params == {"tau": 0.2}
     typed = build_config({"loss": "logitnorm", "tau": 0.2}, preset, False, tmp_path, None)
     assert typed.loss_params == {"tau": 0.2}
+
+
+@pytest.mark.parametrize("preset", ["icons-wrn16", "icons-wrn40", "alnum-wrn16"])
+def test_offline_setting_presets_name_their_recipe(preset: str, monkeypatch) -> None:
+    from oodbench.config import Preset
+
+    monkeypatch.setattr(Preset, "check_data", lambda *a: None)  # data or not, the recipe
+    cfg = BenchConfig(preset=preset, tracks=("far", "near")).train_config()
+    assert cfg.model in ("wrn_16_2", "wrn_40_2") and cfg.loss_params == {"tau": 0.04}
+    assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size) == (0.1, 0.9, 5e-4, 128)
+    assert cfg.flip == (cfg.dataset == "icons-ctx8")  # never mirror characters
+    assert build_config({}, preset, False, Path("."), None).dataset == cfg.dataset
+
+
+def test_alnum_preset_keeps_letters_out_of_its_ood_sets(monkeypatch) -> None:
+    from oodbench.config import Preset
+
+    monkeypatch.setattr(Preset, "check_data", lambda *a: None)
+    cfg = BenchConfig(preset="alnum-wrn16")
+    for name in (*cfg.ood_sets(), *cfg.val_sets()):
+        assert not name.startswith(("notmnist", "mnist")) and name != "world-scripts", name
+
+
+def test_a_setting_preset_without_its_data_names_what_to_install(tmp_path: Path, monkeypatch,
+                                                                 capsys) -> None:  # fmt: skip
+    from oodbench.cli import main
+    from oodbench.data.sources import iconfiles
+
+    monkeypatch.setattr(iconfiles, "ICON_DIR", tmp_path)
+    with pytest.raises(UserError, match="needs icons-ctx8.*apt-get install .*papirus-icon-theme"):
+        BenchConfig(preset="icons-wrn16")
+    assert main(["bench", "--preset", "icons-wrn16", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "apt-get install" in err and "make data" in err and "Traceback" not in err
+    with pytest.raises(UserError, match="unknown preset 'icons'"):
+        BenchConfig(preset="icons")

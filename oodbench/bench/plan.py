@@ -66,7 +66,7 @@ def track_sets(cfg: BenchConfig, stage: Stage) -> tuple[tuple[str, ...], tuple[s
     classes of its ID set (test images to test, training images to validation)."""
     from oodbench.scoring.tune import DEFAULT
 
-    val = cfg.val_ood or (DEFAULT,)  # the headline's choice needs validation sets
+    val = cfg.val_sets() or (DEFAULT,)  # the headline's choice needs validation sets
     extra = NEAR_SETS.get(stage.train.dataset, ()) if "near" in cfg.tracks else ()
     if stage.track == "near" and extra:  # the near track alone, on its own runs
         return extra, val

@@ -75,7 +75,7 @@ def _check_names(cfg: BenchConfig) -> None:
         losses.LOSSES.get(name)
     for name in cfg.ood_sets():
         DATASETS.get(name)
-    val_names(ScoreConfig(tune=cfg.tune, val_ood=cfg.val_ood, root=cfg.root), "",
+    val_names(ScoreConfig(tune=cfg.tune, val_ood=cfg.val_sets(), root=cfg.root), "",
               cfg.ood_sets())  # a set in both roles fails now  # fmt: skip
 
 

@@ -76,7 +76,11 @@ def train(
     ] = None,
     precision: Precision = "auto",
     preset: Annotated[
-        str | None, typer.Option(help="paper-cifar10 or paper-cifar100: the paper's recipe.")
+        str | None,
+        typer.Option(
+            help="paper-cifar10, paper-cifar100 (the paper's recipe), or an offline "
+            "setting: icons-wrn16, icons-wrn40, alnum-wrn16 (docs/training.md)."
+        ),
     ] = None,
     runs_dir: RunsDir = Path("runs"),
     name: Annotated[

@@ -57,6 +57,7 @@ class DatasetSpec:
     # builds it from a tiny fixture tree instead, a slow test from the installed packages.
     slow_build: bool = False
     size: str = ""  # images per split as measured on a full build, for the listing
+    install: str = ""  # how to get it when missing, e.g. "run 'make data' (apt-get install X)"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -15,7 +15,7 @@ from oodbench.errors import UserError
 if TYPE_CHECKING:
     import torch
 
-OUR_MODELS = ("small_cnn", "wrn_40_2", "resnet18_cifar", "resnet18_32x32")
+OUR_MODELS = ("small_cnn", "wrn_40_2", "wrn_16_2", "resnet18_cifar", "resnet18_32x32")
 
 
 def _timm() -> ModuleType:

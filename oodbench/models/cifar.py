@@ -1,5 +1,5 @@
-"""CIFAR-style networks registered into timm: ``small_cnn``, ``wrn_40_2``, ``resnet18_cifar``
-and ``resnet18_32x32`` (OpenOOD's key layout).
+"""CIFAR-style networks registered into timm: ``small_cnn``, ``wrn_40_2``, ``wrn_16_2``,
+``resnet18_cifar`` and ``resnet18_32x32`` (OpenOOD's key layout).
 
 They follow timm's interface (``forward_features`` returns the last feature map,
 ``forward_head(x, pre_logits=True)`` the pooled penultimate features), so ``timm.create_model``
@@ -227,6 +227,12 @@ def small_cnn(pretrained: bool = False, **kwargs: Any) -> SmallCNN:
 @register_model
 def wrn_40_2(pretrained: bool = False, **kwargs: Any) -> WideResNet:
     return WideResNet(depth=40, widen=2, **_own_kwargs(kwargs))
+
+
+@register_model
+def wrn_16_2(pretrained: bool = False, **kwargs: Any) -> WideResNet:
+    """WRN-40-2's smaller sibling (Zagoruyko & Komodakis, BMVC 2016): 2 blocks per stage."""
+    return WideResNet(depth=16, widen=2, **_own_kwargs(kwargs))
 
 
 @register_model

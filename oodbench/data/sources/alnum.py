@@ -77,7 +77,7 @@ DIRS = (
 ).split()
 # One folder each of a few of them: present means `make data` ran (the set needs them all).
 MARKERS = ("truetype/adf", "truetype/freefont", "truetype/dustin", "truetype/cmu", "truetype/tlwg")
-INSTALL = "run 'make data' (it installs the font packages listed in scripts/install-data.sh)"
+INSTALL = f"run 'make data' (apt-get install {' '.join(PACKAGES)})"
 
 
 def font_root(root: Path | None) -> Path:
@@ -236,10 +236,11 @@ register(
         available=_available,
         role="id",
         slow_build=True,
+        install=INSTALL,
         size="17,228 train, 6,195 test",
     )
 )
 classsplit.register_class_split(
     NAME, CLASSES, UNKNOWN, "1x28x28", lambda req, split: split_of(load_full(req.root), split),
-    _available, slow_build=True,
+    _available, slow_build=True, install=INSTALL,
 )  # fmt: skip

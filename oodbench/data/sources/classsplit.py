@@ -85,6 +85,7 @@ def register_class_split(
     suffix: str = "",
     slow_build: bool = False,
     title: str = "",
+    install: str = "",
 ) -> str:
     """Register ``<base>-known<K>`` (ID, train/test) and its near-OOD sets ``<base>-unknown<U>``
     (the test images of ``unknown``) and ``-val`` (their training images); return the ID name.
@@ -116,6 +117,7 @@ def register_class_split(
             available=is_available,
             role="id",
             slow_build=slow_build,
+            install=install,
         )
     )
     for name, split, role, what in (
@@ -135,6 +137,7 @@ def register_class_split(
                 ood_role=role,
                 near_of=id_name,
                 slow_build=slow_build,
+                install=install,
             )
         )
     return id_name

@@ -158,10 +158,11 @@ register(
         available=_available,
         role="id",
         slow_build=True,
+        install=INSTALL,
         size="10,910 train, 2,546 test",
     )
 )
 classsplit.register_class_split(
     NAME, CLASSES, UNKNOWN, "3x32x32", lambda req, split: split_of(load_full(req.root), split),
-    _available, slow_build=True,
+    _available, slow_build=True, install=INSTALL,
 )  # fmt: skip

@@ -7,6 +7,9 @@ script's code points, are rendered like notMNIST (scripts without letters, such 
 use their symbols). Label = index of the script in ``classes``.
 Scripts with fewer than ``MIN_PER_SCRIPT`` renderable letters are dropped.
 
+``world-scripts-nolatin`` is ``world-scripts`` less its Latin letters, the far-OOD set of an ID
+set of Latin characters (``alnum-fonts``).
+
 ``world-scripts-val`` holds the held-out scripts (``data/holdout.py``: by ISO 15924 code),
 ``world-scripts`` the others: no script, hence no letter, is on both sides.
 """
@@ -27,7 +30,7 @@ from oodbench.data.registry import register_found
 from oodbench.data.sources import glyphs
 from oodbench.data.sources.common import make_set
 
-NAME, VAL_NAME = "world-scripts", "world-scripts-val"
+NAME, VAL_NAME, NOLATIN = "world-scripts", "world-scripts-val", "world-scripts-nolatin"
 NOTO_DIR = Path("/usr/share/fonts/truetype/noto")
 PER_SCRIPT = 40
 MIN_PER_SCRIPT = 10
@@ -75,14 +78,18 @@ def pick(cps: list[int], n: int) -> list[int]:
     return [cps[int(i)] for i in np.linspace(0, len(cps) - 1, n).round()]
 
 
-def build(files: list[Path], only: list[str] | None = None, part: str = "test") -> ImageSet:
-    """The scripts of ``part`` ("test" or "validation"), or those in ``only``."""
+def build(
+    files: list[Path], only: list[str] | None = None, part: str = "test", name: str = NAME,
+    without: tuple[str, ...] = (),
+) -> ImageSet:  # fmt: skip
+    """The scripts of ``part`` ("test" or "validation") less ``without``, or those in ``only``."""
     best, skipped = letters_by_script(files)
     images: list[np.ndarray] = []
     labels: list[int] = []
     classes: list[str] = []
     for script in sorted(best):
         keep = script in only if only is not None else holdout.part_of(script) == part
+        keep = keep and script not in without
         if not keep:  # ``only`` names scripts explicitly, whatever their part
             continue
         path, cps = best[script]
@@ -107,7 +114,8 @@ def build(files: list[Path], only: list[str] | None = None, part: str = "test") 
         "skipped": skipped,
     }
     stack = np.stack(images) if images else np.zeros((0, 28, 28))
-    return make_set(NAME if part == "test" else VAL_NAME, stack, labels, len(classes), meta)
+    name = VAL_NAME if part == "validation" and name == NAME else name
+    return make_set(name, stack, labels, len(classes), meta)
 
 
 for _name, _part in ((NAME, "test"), (VAL_NAME, "validation")):
@@ -128,3 +136,21 @@ for _name, _part in ((NAME, "test"), (VAL_NAME, "validation")):
         build=lambda files, part=_part: build(files, part=part),
         ood_role=_part,
     )
+
+
+register_found(
+    NOLATIN,
+    geometry="1x28x28",
+    num_classes=0,
+    source="world-scripts without the Latin script (for Latin-letter ID sets), fonts-noto-core",
+    find=lambda root: regular_fonts(noto_dir(root)),
+    missing=f"{NOLATIN} found no Noto fonts: run 'make data' (apt-get install fonts-noto-core)",
+    identity=lambda files: {
+        "fonts": file_identity(files),
+        "px": [glyphs.RENDER_PX, glyphs.BOX_PX],
+        "n": [PER_SCRIPT, MIN_PER_SCRIPT],
+        "part": ["test", *holdout.RULE],
+        "without": ["Latn"],
+    },
+    build=lambda files: build(files, name=NOLATIN, without=("Latn",)),
+)
