@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from oodbench.data import DATASETS, load
-from oodbench.data.cache import _digest
+from oodbench.data.imageset import content_digest as _digest
 from oodbench.data.sources import alnum, iconfiles, icons
 from oodbench.errors import UserError
 
