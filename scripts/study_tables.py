@@ -81,15 +81,21 @@ def converge_table(out: Path) -> str | None:
 
 
 def setting_view(matrix: pd.DataFrame, tuned: bool) -> pd.DataFrame:
-    """One row per (loss, detector): the tuned row where the detector has a grid (tuned=True)
-    or the papers' defaults (tuned=False); detectors without a grid appear in both."""
-    has_tuned = set(matrix.loc[matrix.detector.str.endswith(TUNED), "detector"].str[: -len(TUNED)])
-    if tuned:
-        keep = ~matrix.detector.isin(has_tuned)
-    else:
-        keep = ~matrix.detector.str.endswith(TUNED)
-    view = matrix[keep].copy()
+    """One row per (loss, detector) of one setting's family: the tuned rows where the detector
+    has a grid (tuned=True) or the papers' defaults (tuned=False); detectors without a grid
+    appear in both (a matrix CSV's ``setting`` column says which family a row belongs to)."""
+    if "setting" in matrix.columns:
+        view = matrix[matrix.setting == ("tuned" if tuned else "defaults")].copy()
+    else:  # a matrix CSV written before the families (issue 23)
+        has_tuned = set(matrix.loc[matrix.detector.str.endswith(TUNED), "detector"]
+                        .str[: -len(TUNED)])  # fmt: skip
+        keep = ~matrix.detector.isin(has_tuned) if tuned else ~matrix.detector.str.endswith(TUNED)
+        view = matrix[keep].copy()
     view["name"] = view.detector.str.replace(TUNED, "", regex=False)
+    if "coincides_with" in view.columns:
+        view["coincides_with"] = view.coincides_with.fillna("").str.replace(TUNED, "", regex=False)
+    else:
+        view["coincides_with"] = ""
     return view
 
 
@@ -102,41 +108,57 @@ def _signed(view: pd.DataFrame, metric: str, worse_if: str) -> tuple[pd.DataFram
 
 
 def _delta(row: dict | pd.Series, metric: str, digits: int) -> str:
-    """The change against CE, ``*`` when significant."""
+    """The change against CE, ``*`` when significant (Holm-adjusted p < 0.05)."""
     return f"{row[f'{metric}_delta']:+.{digits}f}{'*' if row[f'{metric}_significant'] else ''}"
+
+
+def _once(part: pd.DataFrame) -> int:
+    """Distinct tests among ``part``'s detectors: a coinciding detector counts once."""
+    return part.coincides_with.where(part.coincides_with != "", part.name).nunique()
+
+
+def _listed(rows: pd.DataFrame, metric: str) -> str:
+    """Significant changes, largest first; coinciding detectors share one entry (``react =
+    vra``, with the first one's change)."""
+    rows = rows.assign(key=rows.coincides_with.where(rows.coincides_with != "", rows.name))
+    rows = rows.sort_values(f"{metric}_delta", key=abs, ascending=False)
+    out = [f"{' = '.join(part.name)} {part[f'{metric}_delta'].iloc[0]:+.1f}"
+           for _, part in rows.groupby("key", sort=False)]  # fmt: skip
+    return ", ".join(out) or "none"
 
 
 def matrix_summary(path: Path, tuned: bool) -> str:
     """Per loss against CE: MSP's change, how many detectors get worse or better (and how many
-    significantly: the paired interval over seeds excludes zero), the significant ones, and
-    the loss's best detector by FPR95 with its interval over seeds."""
+    significantly: Holm-adjusted p < 0.05 within the loss's family), and the significant ones.
+    A detector that coincides with another on the loss's runs (the same test) counts once."""
     view = setting_view(pd.read_csv(path), tuned)
     lines = ["| loss | ΔMSP FPR95 | ΔMSP AUROC | FPR95 worse (sig.) | FPR95 better (sig.) | "
-             "AUROC lower (sig.) | significant ΔFPR95 | best detector: FPR95 [95% CI] / AUROC |",
-             "|---|---:|---:|---:|---:|---:|---|---|"]  # fmt: skip
-    n = view.name.nunique()
+             "AUROC lower (sig.) | AUROC higher (sig.) | significant ΔFPR95 | "
+             "significant ΔAUROC |", "|---|---:|---:|---:|---:|---:|---:|---|---|"]  # fmt: skip
     for loss, part in view.groupby("loss", sort=False):
-        best = part.sort_values("fpr95").iloc[0]
-        best_text = (f"{best['name']} {best.fpr95:.2f} [{best.fpr95_lo:.2f}, {best.fpr95_hi:.2f}]"
-                     f" / {best.auroc:.2f}")  # fmt: skip
         if loss == "ce":
-            lines.append(f"| {part.group.iloc[0]} |  |  |  |  |  |  | {best_text} |")
             continue
+        n = _once(part)
         msp = part[part.name == "msp"].iloc[0]
         worse, better = _signed(part, "fpr95", "up")
-        lower, _ = _signed(part, "auroc", "down")
-        sig = ", ".join(f"{r.name} {r.fpr95_delta:+.1f}" for r in
-                        worse.sort_values("fpr95_delta", ascending=False).itertuples())  # fmt: skip
-        sig += "; better: " + (", ".join(f"{r.name} {r.fpr95_delta:+.1f}"
-                                         for r in better.itertuples()) or "none")  # fmt: skip
-
+        lower, higher = _signed(part, "auroc", "down")
         lines.append(
             f"| {part.group.iloc[0]} | {_delta(msp, 'fpr95', 2)} | {_delta(msp, 'auroc', 2)} | "
-            f"{(part.fpr95_delta > 0).sum()} of {n} ({len(worse)}) | "
-            f"{(part.fpr95_delta < 0).sum()} ({len(better)}) | "
-            f"{(part.auroc_delta < 0).sum()} of {n} ({len(lower)}) | {sig} | {best_text} |"
+            f"{_once(part[part.fpr95_delta > 0])} of {n} ({_once(worse)}) | "
+            f"{_once(part[part.fpr95_delta < 0])} ({_once(better)}) | "
+            f"{_once(part[part.auroc_delta < 0])} of {n} ({_once(lower)}) | "
+            f"{_once(part[part.auroc_delta > 0])} ({_once(higher)}) | "
+            f"{_sig_text(worse, better, 'fpr95')} | {_sig_text(higher, lower, 'auroc')} |"
         )
     return "\n".join(lines)
+
+
+def _sig_text(good: pd.DataFrame, bad: pd.DataFrame, metric: str) -> str:
+    """``worse: ...; better: ...`` for FPR95, ``higher: ...; lower: ...`` for AUROC."""
+    words = ("worse", "better") if metric == "fpr95" else ("higher", "lower")
+    return "; ".join(
+        f"{w}: {_listed(rows, metric)}" for w, rows in zip(words, (good, bad), strict=True)
+    )
 
 
 def convergence_plot(out: Path, path: Path) -> None:
@@ -208,8 +230,22 @@ def main(out: Path, matrices: list[Path]) -> None:
                 print(f"\n### {metric}\n\n" + detector_table(path, tuned, metric))
 
 
+def write_matrix(report_csv: Path) -> Path:
+    """X.matrix.csv from a report's X.csv: the matrix with its families' p, Holm p and BH q."""
+    from oodbench.io import atomic_write_text
+    from oodbench.report.matrix import matrix_from_csv
+
+    out = report_csv.with_suffix(".matrix.csv")
+    frame = matrix_from_csv(pd.read_csv(report_csv))
+    atomic_write_text(out, frame.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
+    return out
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "--plot":  # study_tables.py --plot STUDY_OUT OUT.png
+    if sys.argv[1] == "--matrix":  # study_tables.py --matrix docs/study/far.csv ...
+        for arg in sys.argv[2:]:
+            print(write_matrix(Path(arg)))
+    elif sys.argv[1] == "--plot":  # study_tables.py --plot STUDY_OUT OUT.png
         convergence_plot(Path(sys.argv[2]), Path(sys.argv[3]))
     else:
         main(Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]])

@@ -146,6 +146,15 @@ def report(
     plot_detector: Annotated[
         str, typer.Option("--plot-detector", help="Detector for histograms and ROC curves.")
     ] = "msp",
+    image_bootstrap: Annotated[
+        int,
+        typer.Option(
+            "--image-bootstrap",
+            min=0,
+            help="Resamples of the two-level paired bootstrap (seeds, then test images) of "
+            "each change against CE in the loss x detector matrix; 0 skips it.",
+        ),
+    ] = 200,
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
     """Render tables and plots from scored run directories, beside the paper's numbers."""
@@ -163,6 +172,7 @@ def report(
         convention=convention,
         protocol=protocol,
         plot_detector=plot_detector,
+        image_bootstrap=image_bootstrap,
     )
     if fmt == "openood":
         typer.echo(text, nl=False, err=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from oodbench.errors import UserError
 from oodbench.io import atomic_write_text
-from oodbench.report.build import Report, build
+from oodbench.report.build import IMAGE_BOOT, Report, build
 from oodbench.report.formats import (
     FORMATS,
     check_format,
@@ -42,6 +42,7 @@ def render(
     convention: str | None = None,
     protocol: str | None = None,
     plot_detector: str = "msp",
+    image_bootstrap: int = IMAGE_BOOT,
 ) -> str:
     """Build the report and return its text; write it to ``out`` (atomically) when given.
 
@@ -52,7 +53,8 @@ def render(
     if fmt == "openood":
         return _openood(run_dirs, out, runs_dir, detectors, oods, reference, convention, protocol)
     _check_paths(out, plots)  # before anything is written
-    report = build(run_dirs, runs_dir, detectors, oods, reference, convention, protocol)
+    report = build(run_dirs, runs_dir, detectors, oods, reference, convention, protocol,
+                   image_bootstrap)  # fmt: skip
     if plots is not None:
         report.plots = _plots(report, plots, plot_detector)
     if fmt == "html" and plots is None:  # one self-contained file: plots drawn, then embedded
@@ -68,6 +70,8 @@ def render(
         matrix = matrix_csv(report)
         if fmt == "csv" and matrix is not None:  # a second table, its own file: X.matrix.csv
             atomic_write_text(out.with_suffix(".matrix.csv"), matrix)
+        if fmt == "csv" and report.ranks:  # mean ranks, and the post-hoc p of every pair
+            _write_ranks(report, out)
     elif fmt == "rich":
         from oodbench.console import stdout
 
@@ -114,7 +118,21 @@ def _plots(report: Report, folder: Path, detector: str) -> list[tuple[str, Path]
 
         heatmap = loss_heatmap(report.matrix, folder / "loss_detector_heatmap.png")
         made += [("Loss × detector: change vs CE", heatmap)] if heatmap else []
+    from oodbench.report.ranks import cd_diagram, slug
+
+    for test in report.ranks or []:
+        path = cd_diagram(test, folder / f"cd_{slug(test.name)}.png")
+        made.append((f"Critical-difference diagram: {test.name}", path))
     return made
+
+
+def _write_ranks(report: Report, out: Path) -> None:
+    from oodbench.report.ranks import posthoc_frame, to_frame
+
+    for suffix, frame in ((".ranks.csv", to_frame(report.ranks)),
+                          (".ranks-posthoc.csv", posthoc_frame(report.ranks))):  # fmt: skip
+        text = frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+        atomic_write_text(out.with_suffix(suffix), text)
 
 
 def _text(report: Report, fmt: str, out: Path | None) -> str:

@@ -12,9 +12,12 @@ import numpy as np
 import pandas as pd
 
 import oodbench.report.matrix as M
+import oodbench.report.ranks as R
 import oodbench.report.reference as refs
 import oodbench.report.tables as T
 from oodbench.metrics import paired_interval
+from oodbench.report.families import correct_rows
+from oodbench.report.imageboot import N_BOOT as IMAGE_BOOT
 from oodbench.report.load import Run, expand, load_runs
 from oodbench.report.produced import produced
 from oodbench.report.spec import SUMMARY_KEYS, Cell, Report, TableSpec, num, num_ci
@@ -29,6 +32,7 @@ def build(
     reference: Path | None = None,
     convention: str | None = None,
     protocol: str | None = None,
+    image_bootstrap: int = IMAGE_BOOT,
 ) -> Report:
     runs, frame = load_runs(expand(run_dirs, runs_dir))
     frame = T.select(frame, detectors, oods, convention, protocol)
@@ -41,7 +45,7 @@ def build(
     ref = refs.load_reference(reference)
     report = Report(runs, groups, _join_reference(frame, runs, ref), cells, proto, conv, common)
     report.per_run = with_avg  # per-run rows with Average rows: seeds pair up from here
-    _layout(report, ref)
+    _layout(report, ref, image_bootstrap)
     report.produced = produced(runs)
     return report
 
@@ -76,7 +80,7 @@ def _join_reference(frame: pd.DataFrame, runs: list[Run], ref: pd.DataFrame) -> 
 # --- layout -------------------------------------------------------------------------------
 
 
-def _layout(report: Report, ref: pd.DataFrame) -> None:
+def _layout(report: Report, ref: pd.DataFrame, image_bootstrap: int = IMAGE_BOOT) -> None:
     report.header = _header(report)
     used: dict[tuple[str, str], None] = {}  # (source, note) in first-use order
     sections = [("Runs", [_runs_table(report)])]
@@ -90,8 +94,12 @@ def _layout(report: Report, ref: pd.DataFrame) -> None:
             (f"{pair[0].label} vs {pair[1].label}", _pair_tables(report, ref, pair, used))
         )
     if M.wanted(report.groups):  # several losses: which loss, with which detector?
-        report.matrix = M.loss_matrix(report.tidy, report.groups)
+        positive = "ood" if report.convention == "ood-positive" else "id"
+        report.matrix = M.loss_matrix(report.tidy, report.groups, image_bootstrap, positive)
         sections.append(("Loss × detector matrix", M.matrix_tables(report.matrix)))
+    group_of = {str(r.path): g.label for g in report.groups for r in g.runs}
+    report.ranks, rank_tables = R.section(report.tidy, group_of, [g.label for g in report.groups])
+    sections.append(("Rank statistics", rank_tables))
     detail = [_per_ood_table(report, ref, det, used) for det in report.detectors]
     sections.append(("Per OOD set", detail))
     report.sections = sections
@@ -265,19 +273,27 @@ def _per_ood_table(
     return TableSpec(f"Detector: {det}", ["OOD set", *_metric_columns(report, ref_rows)], rows)
 
 
-SIGNIFICANT = "*"  # a difference whose 95% paired interval over seeds excludes zero
+SIGNIFICANT = "*"  # a difference whose Holm-adjusted p (within its family) is below 0.05
 PAIRED_NOTE = (
     "✓/✗ give the direction only. [lo, hi] is the 95% paired t-interval of the difference "
-    "over seeds (LogitNorm seed s − CE seed s); * and colour mark a significant difference "
-    "(the interval excludes 0); n/a: one seed, no interval."
+    "over seeds (LogitNorm seed s − CE seed s); * and colour mark a significant difference: "
+    "its paired t-test's p, Holm-adjusted over the family (every detector of this table, one "
+    "metric, one setting: tuned rows, or the papers' defaults), is below 0.05; n/a: one seed, "
+    "no interval."
 )
 
 
 def _delta_cell(
-    metric: str, delta: float, rel: float | None = None, paired: tuple[float, ...] | None = None
+    metric: str,
+    delta: float,
+    rel: float | None = None,
+    paired: tuple[float, ...] | None = None,
+    sig: bool | None = None,
 ) -> Cell:
     """A difference; ``paired``: its interval (lo, hi), () when there is none (one seed), None
-    for a published difference (no interval known): only a significant one gets a colour."""
+    for a published difference (no interval known): only a significant one gets a colour.
+    ``sig``: the Holm-corrected verdict when the difference is one of a family (else the
+    interval decides: a family of one)."""
     better = T.is_better(metric, delta)
     mark = {True: " ✓", False: " ✗", None: ""}[better]
     text = "—" if not np.isfinite(delta) else f"{delta:+.2f}{mark}"
@@ -288,10 +304,15 @@ def _delta_cell(
     if len(paired) != 2 or not np.all(np.isfinite(paired)):
         return Cell(f"{text} [n/a]")
     lo, hi = paired
-    if not (lo > 0 or hi < 0):
+    if not (sig if sig is not None else (lo > 0 or hi < 0)):
         return Cell(f"{text} [{lo:+.2f}, {hi:+.2f}]")
     return Cell(f"{text} [{lo:+.2f}, {hi:+.2f}]{SIGNIFICANT}",
                 tone={True: "good", False: "bad", None: None}[better])  # fmt: skip
+
+
+def _sig(r: pd.Series, m: str) -> bool | None:
+    value = r.get(f"{m}_significant")
+    return None if value is None or pd.isna(value) else bool(value)
 
 
 def _paired(r: pd.Series, m: str) -> tuple[float, ...]:
@@ -307,6 +328,8 @@ def _pair_tables(
 ) -> list[TableSpec]:
     ce, ln = pair
     comp = T.comparison(report.cells, ce, ln, report.per_run)
+    if "fpr95_p" in comp.columns:  # several seeds: Holm within each setting's family
+        comp = correct_rows(comp, T.METRIC_COLS)
     report.comparison = comp
     cols, rows = ["Detector"], []
     for m in T.METRIC_COLS:
@@ -318,7 +341,7 @@ def _pair_tables(
             row += [
                 Cell(num(r[f"{m}_ce"])),
                 Cell(num(r[f"{m}_ln"])),
-                _delta_cell(m, r[f"{m}_delta"], paired=_paired(r, m)),
+                _delta_cell(m, r[f"{m}_delta"], paired=_paired(r, m), sig=_sig(r, m)),
             ]
         rows.append(row)
     deltas = TableSpec(
@@ -408,5 +431,6 @@ def _change_row(
         row.append(Cell(f"{num(a)} → {num(b)}" if np.isfinite(a) else "—"))
         rel = r[f"{m}_rel"]
         paired = _paired(r, m) if ours else None
-        row.append(_delta_cell(m, r[f"{m}_delta"], rel if np.isfinite(rel) else None, paired))
+        sig = _sig(r, m) if ours else None
+        row.append(_delta_cell(m, r[f"{m}_delta"], rel if np.isfinite(rel) else None, paired, sig))
     return row

@@ -1,31 +1,42 @@
 """The loss x detector matrix (issue 13): which training loss, with which detector?
 
-One row per (loss column, detector) of the report: FPR95 and AUROC averaged over the OOD sets
-every run shares, then mean and 95% t-interval over seeds; the change against CE paired by seed,
-with a paired t-interval (``metrics.paired_interval``) and "significant" only when that interval
-excludes zero (two seeds at least). Rendered as tables here and as a heatmap in plots.py.
+One row per (setting, loss column, detector) of the report: FPR95 and AUROC averaged over the
+OOD sets every run shares, then mean and 95% t-interval over seeds; the change against CE
+paired by seed, with a paired t-interval (``metrics.paired_interval``), its raw p-value, the
+Holm-adjusted p and the BH q-value within its family (``report.families``), and "significant"
+only when the Holm-adjusted p is below 0.05 (two seeds at least). Rendered as tables here and
+as a heatmap in plots.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 import oodbench.report.tables as T
-from oodbench.metrics import paired_interval
+from oodbench.losses import LOSSES
+from oodbench.report.families import (
+    coinciding_by_group,
+    confirm_by_scores,
+    family_tests,
+    track_of,
+)
+from oodbench.report.imageboot import add_two_level
 from oodbench.report.spec import SUMMARY_KEYS, Cell, TableSpec, num
+from oodbench.stats import STAR_TEXT
 
 METRICS = ("fpr95", "auroc")
-SIG = "*"  # marks a change whose paired interval over seeds excludes zero
+SIG = "*"  # marks a change whose Holm-adjusted p (within its family) is below 0.05
 
 
 @dataclass
 class Matrix:
-    frame: pd.DataFrame  # one row per (group, detector); see loss_matrix
+    frame: pd.DataFrame  # one row per (setting, group, detector); see loss_matrix
     groups: list[T.Group]
     baseline: str | None  # the CE column's label, None when the runs have no single CE column
+    order: list[str] = field(default_factory=list)  # the detectors in the report's order
 
     @property
     def labels(self) -> list[str]:
@@ -33,11 +44,16 @@ class Matrix:
 
     @property
     def detectors(self) -> list[str]:
-        return list(dict.fromkeys(self.frame["detector"]))
+        return self.order or list(dict.fromkeys(self.frame["detector"]))
 
     def value(self, group: str, detector: str, column: str) -> float:
+        """A row's value; a detector in both settings (no grid) reads its tuned-family row."""
         hit = self.frame[(self.frame["group"] == group) & (self.frame["detector"] == detector)]
         return float(hit[column].iloc[0]) if len(hit) else float("nan")
+
+    def coincides(self, group: str, detector: str) -> str:
+        hit = self.frame[(self.frame["group"] == group) & (self.frame["detector"] == detector)]
+        return str(hit["coincides_with"].iloc[0]) if len(hit) else ""
 
 
 def wanted(groups: list[T.Group]) -> bool:
@@ -46,61 +62,39 @@ def wanted(groups: list[T.Group]) -> bool:
     return len(groups) >= 2 and (len(losses) >= 3 or bool(losses - {"ce", "logitnorm"}))
 
 
-def _per_run_averages(tidy: pd.DataFrame) -> pd.DataFrame:
+def per_run_averages(tidy: pd.DataFrame, group_of_run: dict[str, str]) -> pd.DataFrame:
+    """One row per (run, detector): the metrics averaged over the OOD sets every run shares,
+    with the run's group (column label) and seed."""
     with_avg, _ = T.with_averages(tidy)
-    return with_avg[with_avg["ood_dataset"] == T.AVERAGE]
+    avg = with_avg[with_avg["ood_dataset"] == T.AVERAGE]
+    return avg.assign(group=avg["run"].map(group_of_run))
 
 
-def _mean_interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and the 95% t-interval of the mean over seeds (NaN bounds with one seed)."""
-    interval = paired_interval(values)
-    lo, hi = interval if interval else (np.nan, np.nan)
-    return float(np.mean(values)), lo, hi
-
-
-def loss_matrix(tidy: pd.DataFrame, groups: list[T.Group]) -> Matrix:
-    """Columns: group, loss, detector, n_seeds, and per metric m: m (mean over seeds), m_lo,
-    m_hi (interval of the mean), m_delta (vs CE, paired by seed), m_delta_lo, m_delta_hi,
-    m_significant."""
-    avg = _per_run_averages(tidy)
-    seed_of = {str(r.path): r.seed for g in groups for r in g.runs}
+def loss_matrix(
+    tidy: pd.DataFrame, groups: list[T.Group], n_boot: int = 0, positive: str = "id"
+) -> Matrix:
+    """Columns: track, setting, group, loss, detector, n_seeds, coincides_with, and per metric
+    m: m (mean over seeds), m_lo, m_hi (interval of the mean), m_delta (vs CE, paired by seed),
+    m_delta_lo, m_delta_hi, m_p, m_p_holm, m_q_bh, m_significant (see families.family_tests),
+    and with ``n_boot`` > 0 m_delta_2l_lo, m_delta_2l_hi (imageboot.add_two_level)."""
     group_of = {str(r.path): g.label for g in groups for r in g.runs}
-    avg = avg.assign(group=avg["run"].map(group_of), seed=avg["run"].map(seed_of))
+    seed_of = {str(r.path): r.seed for g in groups for r in g.runs}
+    loss_of = {str(r.path): g.loss for g in groups for r in g.runs}
+    avg = per_run_averages(tidy, group_of)
+    avg = avg.assign(seed=avg["run"].map(seed_of), loss=avg["run"].map(loss_of))
     ce = [g.label for g in groups if g.loss == "ce"]
     baseline = ce[0] if len(ce) == 1 else None
-    records = []
-    for g in groups:
-        for det in dict.fromkeys(avg["detector"]):
-            sub = avg[(avg["group"] == g.label) & (avg["detector"] == det)]
-            if sub.empty:
-                continue
-            rec: dict[str, object] = {"group": g.label, "loss": g.loss, "detector": det,
-                                      "n_seeds": len(sub)}  # fmt: skip
-            base = avg[(avg["group"] == baseline) & (avg["detector"] == det)] if baseline else None
-            for m in METRICS:
-                rec[m], rec[f"{m}_lo"], rec[f"{m}_hi"] = _mean_interval(sub[m].tolist())
-                rec |= _change(sub, base, m) if g.label != baseline else _no_change(m)
-            records.append(rec)
-    return Matrix(pd.DataFrame(records), groups, baseline)
-
-
-def _no_change(m: str) -> dict[str, object]:
-    return {f"{m}_delta": np.nan, f"{m}_delta_lo": np.nan, f"{m}_delta_hi": np.nan,
-            f"{m}_significant": False}  # fmt: skip
-
-
-def _change(sub: pd.DataFrame, base: pd.DataFrame | None, m: str) -> dict[str, object]:
-    if base is None or base.empty:
-        return _no_change(m)
-    ours, theirs = sub.set_index("seed")[m], base.set_index("seed")[m]
-    common = [s for s in ours.index if s in theirs.index]
-    if not common:  # no shared seed: the difference of the means, without an interval
-        return _no_change(m) | {f"{m}_delta": float(ours.mean() - theirs.mean())}
-    diffs = [float(ours[s] - theirs[s]) for s in common]
-    interval = paired_interval(diffs)
-    lo, hi = interval if interval else (np.nan, np.nan)
-    return {f"{m}_delta": float(np.mean(diffs)), f"{m}_delta_lo": lo, f"{m}_delta_hi": hi,
-            f"{m}_significant": bool(interval and (lo > 0 or hi < 0))}  # fmt: skip
+    rows = tidy[tidy["ood_dataset"] != T.AVERAGE]
+    runs_of = {g.label: [str(r.path) for r in g.runs] for g in groups}
+    coincide = {g: confirm_by_scores(c, runs_of[g])  # the cached scores have the last word
+                for g, c in coinciding_by_group(rows, group_of).items()}  # fmt: skip
+    frame = family_tests(avg, [g.label for g in groups], baseline, METRICS, track_of(rows),
+                         coincide)  # fmt: skip
+    if n_boot > 0:
+        sets = rows.groupby(["detector", "run"])["ood_dataset"].apply(set).groupby("detector")
+        common = {str(d): sorted(set.intersection(*s.tolist())) for d, s in sets}
+        frame = add_two_level(frame, groups, baseline, common, METRICS, n_boot, positive)
+    return Matrix(frame, groups, baseline, list(dict.fromkeys(avg["detector"])))
 
 
 # ------------------------------------------------------------------------------ the tables
@@ -150,11 +144,31 @@ def _change_table(mx: Matrix, m: str) -> TableSpec:
     seeds = max((g.n for g in mx.groups), default=1)
     notes = [
         f"Δ = loss − {mx.baseline}, in points, paired by seed; ✓ better, ✗ worse. "
-        f"{SIG} = significant: the 95% paired t-interval over seeds excludes zero."
+        f"{STAR_TEXT} (every detector of one loss vs {mx.baseline}, one metric, one setting: "
+        "tuned rows, or the papers' defaults; a detector without a grid is in the tuned "
+        "family here); matrix.csv keeps the raw p, the Holm p and the BH q of each family, "
+        "the paired t-interval over seeds (m_delta_lo/hi: seed-to-seed spread only, every "
+        "seed sees the same test images) and, from the cached scores, the two-level paired "
+        "bootstrap over seeds and test images (m_delta_2l_lo/hi).",
+        *_coinciding_notes(mx),
     ]
     if seeds < 2:
         notes.append("One seed per loss: no interval, so no change is marked significant.")
     return TableSpec(f"Δ{name} vs {mx.baseline}", ["Detector", *others], rows, notes)
+
+
+def _coinciding_notes(mx: Matrix) -> list[str]:
+    """Detectors that are the same test on a loss's runs (counted once in counts)."""
+    pairs = {}
+    for g in mx.labels:
+        found = [f"{d} = {mx.coincides(g, d)}" for d in mx.detectors if mx.coincides(g, d)]
+        if found:
+            pairs[g] = ", ".join(found)
+    if not pairs:
+        return []
+    listed = "; ".join(f"{g}: {text}" for g, text in pairs.items())
+    return [f"Coinciding detectors (identical metric rows on every run and OOD set of the loss: "
+            f"one test, counted once): {listed}."]  # fmt: skip
 
 
 def _best_by(mx: Matrix, keys: list[str], axis: str, m: str) -> list[tuple[str, float]]:
@@ -202,3 +216,18 @@ def matrix_tables(mx: Matrix) -> list[TableSpec]:
     if mx.baseline is not None:
         specs += [_change_table(mx, m) for m in METRICS]
     return [*specs, *_best_tables(mx), _accuracy_table(mx)]
+
+
+def matrix_from_csv(rows: pd.DataFrame) -> pd.DataFrame:
+    """The matrix frame (as ``loss_matrix``) from a report's tidy CSV (``report -f csv``):
+    how the committed study's matrix CSVs are regenerated without its run dirs."""
+    rows = rows[~rows["ood_dataset"].isin([T.AVERAGE, T.NEAR_AVERAGE, T.FAR_AVERAGE])]
+    group_of = dict(zip(rows["run"].astype(str), rows["label"].astype(str), strict=True))
+    avg = per_run_averages(rows, group_of)
+    order = {name: i for i, name in enumerate(LOSSES.names())}  # make_groups' order
+    first = rows.drop_duplicates("label")
+    labels = [str(lab) for _, lab in sorted(zip(first["loss"].map(order), first["label"],
+                                                strict=True))]  # fmt: skip
+    ce = list(dict.fromkeys(rows.loc[rows["loss"] == "ce", "label"].astype(str)))
+    return family_tests(avg, labels, ce[0] if len(ce) == 1 else None, METRICS, track_of(rows),
+                        coinciding_by_group(rows, group_of))  # fmt: skip

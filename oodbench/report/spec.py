@@ -74,6 +74,7 @@ class Report:
     plots: list[tuple[str, Path]] = field(default_factory=list)
     matrix: Any = None  # report.matrix.Matrix when the runs compare several losses
     produced: Any = None  # report.produced.Produced: commands, versions, data checksums
+    ranks: Any = None  # list of report.ranks.RankTest (empty: too few blocks)
 
     @property
     def detectors(self) -> list[str]:

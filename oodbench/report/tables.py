@@ -16,6 +16,7 @@ from oodbench.losses import LOSSES
 from oodbench.metrics import paired_interval
 from oodbench.report.load import Run
 from oodbench.runs import ood_means
+from oodbench.stats import paired_p
 
 METRIC_COLS = ("fpr95", "auroc", "aupr")
 LOWER_IS_BETTER = {"fpr95": True, "auroc": False, "aupr": False}
@@ -268,8 +269,9 @@ def paired_differences(
     """``other`` − ``base`` paired by seed on one (detector, OOD set) of ``per_run`` (rows per
     run, e.g. ``with_averages``' frame): per metric ``m_delta_lo``, ``m_delta_hi`` (95%
     t-interval of the mean paired difference; NaN with fewer than two pairs) and
-    ``m_significant`` (the interval excludes zero; None when there is no interval), and
-    ``n_pairs``, the seeds both groups ran."""
+    ``m_significant`` (the interval excludes zero; None when there is no interval; the report
+    replaces it by the Holm-corrected verdict, families.correct_rows), ``m_p`` (the paired
+    t-test's p) and ``n_pairs``, the seeds both groups ran."""
     rows = per_run[(per_run["detector"] == detector) & (per_run["ood_dataset"] == ood)]
     by_seed = [{r.seed: str(r.path) for r in g.runs} for g in (base, other)]
     seeds = sorted(set(by_seed[0]) & set(by_seed[1]), key=str)
@@ -283,7 +285,7 @@ def paired_differences(
         ]
         found = paired_interval(diffs)
         lo, hi = found if found else (np.nan, np.nan)
-        out |= {f"{m}_delta_lo": lo, f"{m}_delta_hi": hi}
+        out |= {f"{m}_delta_lo": lo, f"{m}_delta_hi": hi, f"{m}_p": paired_p(diffs)}
         out[f"{m}_significant"] = None if found is None else bool(lo > 0 or hi < 0)
     return out
 

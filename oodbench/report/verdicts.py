@@ -4,9 +4,10 @@ Reads the same CE and LogitNorm runs (one per seed) scored under several *settin
 defaults (untuned metrics rows, e.g. ``react``) and tuned on validation data (``react[tuned]``
 rows) with one validation choice per folder (noise, real images, or both). Per detector and
 setting, the verdict is the paired-by-seed change of LogitNorm against CE in the test AUROC
-averaged over the test OOD sets: "better" or "worse" only when its 95% paired t-interval
-excludes zero, else "n.s.". A detector's verdict *flips* when two settings give opposite
-significant verdicts, and *changes* when they differ at all.
+averaged over the test OOD sets: "better" or "worse" only when its paired t-test's p,
+Holm-adjusted over the setting's family (every detector the setting scored: the tunable ones
+as set, the others as they are), is below 0.05, else "n.s.". A detector's verdict *flips*
+when two settings give opposite significant verdicts, and *changes* when they differ at all.
 
 The proxy table asks which validation data tunes best: the mean test AUROC each setting reaches
 over the tunable detectors and every run (test data judges; it chose nothing).
@@ -29,6 +30,7 @@ from oodbench.detectors.base import TUNED
 from oodbench.errors import UserError
 from oodbench.metrics import paired_interval
 from oodbench.runs import RunDir, ood_means
+from oodbench.stats import adjust, paired_p, significant
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ def parse_setting(text: str) -> Setting:
 
 def setting_rows(setting: Setting, detectors: list[str] | None = None) -> pd.DataFrame:
     """One row per (seed, loss, detector): the test AUROC and FPR95 averaged over the test OOD
-    sets, for the tunable detectors as this setting scored them (base names, no suffix)."""
+    sets, for the tunable detectors as this setting scored them (base names, no suffix) and
+    the other detectors (``tunable`` False: they complete the family Holm corrects over)."""
     rows = []
     for run_dir in sorted(setting.folder.glob("seed*/*")):
         run = RunDir(run_dir)
@@ -62,11 +65,13 @@ def setting_rows(setting: Setting, detectors: list[str] | None = None) -> pd.Dat
         # untuned rows of the detectors this folder tuned (an untuned folder: ``detectors``)
         tunable = set(base[tuned]) or set(detectors or [])
         pick = tuned if setting.tuned else ~tuned & base.isin(tunable)
+        pick |= ~tuned & ~base.isin(tunable)
         for det, auroc, fpr in zip(base[pick], means["auroc"][pick], means["fpr95"][pick],
                                    strict=True):  # fmt: skip
             rows.append({"setting": setting.name, "seed": int(config.get("seed", 0)),
                          "loss": str(config.get("loss")), "detector": det,
-                         "auroc": float(auroc), "fpr95": float(fpr)})  # fmt: skip
+                         "tunable": det in tunable, "auroc": float(auroc),
+                         "fpr95": float(fpr)})  # fmt: skip
     if not rows:
         raise UserError(f"no scored run under {setting.folder}/seed*/: check the folder")
     return pd.DataFrame(rows)
@@ -82,34 +87,49 @@ def tunable_names(folder: Path) -> list[str]:
     return sorted(names)
 
 
-def verdict(diffs: list[float]) -> tuple[float, str]:
-    """Mean paired change (LogitNorm - CE, AUROC points) and better / worse / n.s."""
-    interval = paired_interval(diffs)
+def verdict(diffs: list[float], p_holm: float | None = None) -> tuple[float, str]:
+    """Mean paired change (LogitNorm - CE, AUROC points) and better / worse / n.s.: significant
+    when ``p_holm`` (the family's Holm-adjusted p) is below 0.05; without it, a family of one
+    (the paired t-test's own p)."""
     mean = float(np.mean(diffs))
-    if interval is None or interval[0] <= 0 <= interval[1]:
+    p = paired_p(diffs) if p_holm is None else p_holm
+    if not significant(p):
         return mean, "n.s."
     return mean, "better" if mean > 0 else "worse"
 
 
+def _family(frame: pd.DataFrame, name: str) -> dict[str, tuple[list[float], float]]:
+    """One setting's family: detector -> (per-seed AUROC changes, Holm-adjusted p)."""
+    wide = frame[frame["setting"] == name].pivot_table(
+        index=["detector", "seed"], columns="loss", values="auroc"
+    )
+    if not {"ce", "logitnorm"} <= set(wide.columns):
+        return {}
+    diffs = (wide["logitnorm"] - wide["ce"]).dropna()
+    dets = list(dict.fromkeys(diffs.index.get_level_values("detector")))
+    found = [list(diffs.loc[d]) for d in dets]
+    holm, _ = adjust([paired_p(d) for d in found])
+    return {d: (f, float(h)) for d, f, h in zip(dets, found, holm, strict=True)}
+
+
 def verdict_table(frame: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
-    """Per detector: the change and verdict under each setting, and whether it flips."""
+    """Per tunable detector: the change and verdict under each setting, and whether it flips."""
+    if "tunable" not in frame.columns:
+        frame = frame.assign(tunable=True)
+    families = {name: _family(frame, name) for name in settings}
     out = []
-    for det, rows in frame.groupby("detector"):
+    for det in sorted(set(frame.loc[frame["tunable"].astype(bool), "detector"])):
         rec: dict[str, object] = {"detector": det}
         seen = []
         for name in settings:
-            wide = rows[rows["setting"] == name].pivot_table(
-                index="seed", columns="loss", values="auroc"
-            )
-            if not {"ce", "logitnorm"} <= set(wide.columns):
+            if det not in families[name]:
                 rec[name] = ""
                 continue
-            wide = wide.dropna()
-            change, word = verdict(list(wide["logitnorm"] - wide["ce"]))
+            change, word = verdict(*families[name][det])
             rec[name] = f"{change:+.1f} {word}"
             seen.append(word)
-        significant = {w for w in seen if w != "n.s."}
-        rec["flips"] = "yes" if len(significant) == 2 else "no"
+        significant_words = {w for w in seen if w != "n.s."}
+        rec["flips"] = "yes" if len(significant_words) == 2 else "no"
         rec["changes"] = "yes" if len(set(seen)) > 1 else "no"
         out.append(rec)
     return pd.DataFrame(out)
@@ -118,6 +138,8 @@ def verdict_table(frame: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
 def proxy_table(frame: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
     """Per setting and loss: mean test AUROC and FPR95 over seeds and the tunable detectors
     that every setting scored for that loss (so the settings are compared on the same rows)."""
+    if "tunable" in frame.columns:
+        frame = frame[frame["tunable"].astype(bool)]
     keys = frame.groupby(["loss", "seed", "detector"])["setting"].nunique()
     common = keys[keys == frame["setting"].nunique()].reset_index()[["loss", "seed", "detector"]]
     frame = frame.merge(common, on=["loss", "seed", "detector"])
@@ -130,6 +152,8 @@ def setting_pairs(frame: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
     """Each pair of settings compared cell by cell (loss x seed x detector, the cells both
     scored): mean test AUROC difference, its t-interval, and how many cells went up or down.
     The cells share runs, so the interval is indicative, not exact."""
+    if "tunable" in frame.columns:
+        frame = frame[frame["tunable"].astype(bool)]
     wide = frame.pivot_table(index=["loss", "seed", "detector"], columns="setting",
                              values="auroc")  # fmt: skip
     out = []
@@ -165,7 +189,8 @@ def render(settings: list[Setting]) -> str:
     flips, changes = (verdicts["flips"] == "yes").sum(), (verdicts["changes"] == "yes").sum()
     return "\n\n".join([
         "LogitNorm - CE, test AUROC averaged over the test OOD sets, paired by seed "
-        "(better/worse: the 95% paired t-interval excludes zero)",
+        "(better/worse: the paired t-test's p, Holm-adjusted over the setting's family of "
+        "every detector it scored, is below 0.05)",
         _markdown(verdicts),
         f"{flips} of {len(verdicts)} tunable detectors flip between significant verdicts; "
         f"{changes} change verdict between at least two settings.",
