@@ -117,9 +117,10 @@ def per_seed(report_csv: Path, detector: str, metric: str) -> dict[str, list[flo
     from oodbench.report.matrix import per_run_averages
 
     rows = pd.read_csv(report_csv)
-    avg = per_run_averages(rows, dict(zip(rows.run, rows.label, strict=False)))
-    wide = avg[avg.detector == detector].pivot_table(index="seed", columns="group", values=metric)
     ce = str(rows.loc[rows.loss == "ce", "label"].iloc[0])
+    rows = rows[rows.detector == detector]
+    avg = per_run_averages(rows, dict(zip(rows.run, rows.label, strict=False)))
+    wide = avg.pivot_table(index="seed", columns="group", values=metric)
     return {str(g): [float(v) for v in wide[g] - wide[ce]] for g in wide.columns if g != ce}
 
 
@@ -186,6 +187,20 @@ def rank_block(write_png: bool) -> str:
     return "\n".join(lines)
 
 
+def heatmap(matrix_csv: Path, png: Path) -> None:
+    """The loss x detector heatmap of a committed matrix CSV (outlined: Holm-significant)."""
+    from oodbench.report.matrix import Matrix
+    from oodbench.report.plots import loss_heatmap
+    from oodbench.report.tables import Group
+
+    frame = pd.read_csv(matrix_csv).fillna({"coincides_with": ""})
+    first = frame.drop_duplicates("group")
+    groups = [Group(str(g), str(loss), "", "") for g, loss in zip(first.group, first.loss,
+                                                                  strict=True)]  # fmt: skip
+    baseline = str(first.loc[first.loss == "ce", "group"].iloc[0])
+    loss_heatmap(Matrix(frame, groups, baseline, sorted(set(frame.detector))), png)
+
+
 def blocks(write_png: bool = False) -> dict[str, Callable[[], str]]:
     return {
         "readme-fpr95": lambda: headline(FAR, HEADLINE, "fpr95"),
@@ -194,8 +209,9 @@ def blocks(write_png: bool = False) -> dict[str, Callable[[], str]]:
         "near-claims": lambda: claims(NEAR, STUDY / "near-only.csv", "near-OOD"),
         "15ep-claims": lambda: claims(FAR15, EARLY / "far.csv", "far-OOD (15 epochs)"),
         "legend": lambda: LEGEND,
-        "far-headline": lambda: "\n\n".join(headline(FAR, ["msp", "mahalanobis-norm"], m)
-                                            for m in ("fpr95", "auroc")),  # fmt: skip
+        "far-headline": lambda: "\n\n".join(
+            headline(FAR, ["msp", "mahalanobis-norm"], m) for m in ("fpr95", "auroc")
+        ),  # fmt: skip
         "far-fpr95": lambda: detector_table(FAR, True, "fpr95"),
         "far-auroc": lambda: detector_table(FAR, True, "auroc"),
         "far-summary": lambda: matrix_summary(FAR, True),
@@ -215,8 +231,9 @@ def blocks(write_png: bool = False) -> dict[str, Callable[[], str]]:
     }
 
 
-PATTERN = re.compile(r"(<!-- study:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n?<!-- /study:(?P=name) -->)",
-                     re.S)  # fmt: skip
+PATTERN = re.compile(
+    r"(<!-- study:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n?<!-- /study:(?P=name) -->)", re.S
+)
 
 
 def regenerate(text: str, made: dict[str, str]) -> tuple[str, list[str]]:
@@ -241,6 +258,9 @@ def used_blocks() -> set[str]:
 def main(check: bool) -> int:
     wanted = used_blocks()
     made = {k: f() for k, f in blocks(write_png=not check).items() if k in wanted}
+    if not check:
+        heatmap(FAR, STUDY / "far-plots" / "loss_detector_heatmap.png")
+        heatmap(FAR15, EARLY / "far-plots" / "loss_detector_heatmap.png")
     drift = []
     for path in FILES:
         text, changed = regenerate(path.read_text(), made)

@@ -81,16 +81,18 @@ def family_tests(
     coincide = coincide or {}
     dets = list(dict.fromkeys(per_run["detector"]))
     where = settings_of(dets)
+    parts = {key: sub.set_index("seed") for key, sub in
+             per_run.groupby(["group", "detector"], sort=False)}  # fmt: skip
     records = []
     for setting in [s for s in SETTINGS if any(s in v for v in where.values())]:
         family = [d for d in dets if setting in where[d]]
         for g in labels:
             same = first_of_cluster(family, coincide.get(g, {}))
             for det in family:
-                sub = per_run[(per_run["group"] == g) & (per_run["detector"] == det)]
-                if sub.empty:
+                sub = parts.get((g, det))
+                if sub is None:
                     continue
-                base = per_run[(per_run["group"] == baseline) & (per_run["detector"] == det)]
+                base = parts.get((baseline, det))
                 rec = {"track": track, "setting": setting, "group": g,
                        "loss": str(sub["loss"].iloc[0]), "detector": det, "n_seeds": len(sub),
                        "coincides_with": same.get(det, "")}  # fmt: skip
@@ -118,10 +120,11 @@ def _no_change(m: str) -> dict[str, float]:
             f"{m}_p": np.nan}  # fmt: skip
 
 
-def _change(sub: pd.DataFrame, base: pd.DataFrame, m: str) -> dict[str, float]:
-    if base.empty:
+def _change(sub: pd.DataFrame, base: pd.DataFrame | None, m: str) -> dict[str, float]:
+    """``sub`` and ``base``: one detector's rows of two groups, indexed by seed."""
+    if base is None or base.empty:
         return _no_change(m)
-    ours, theirs = sub.set_index("seed")[m], base.set_index("seed")[m]
+    ours, theirs = sub[m], base[m]
     common = [s for s in ours.index if s in theirs.index]
     if not common:  # no shared seed: the difference of the means, without an interval
         return _no_change(m) | {f"{m}_delta": float(ours.mean() - theirs.mean())}

@@ -224,7 +224,7 @@ def loss_heatmap(matrix: Matrix | None, path: Path) -> Path | None:
         ax.set_yticks(range(len(losses)), losses, fontsize=8)
         ax.set_xticks(range(len(dets)), dets, rotation=60, ha="right", fontsize=8)
         name = "FPR95" if metric == "fpr95" else "AUROC"
-        ax.set_title(f"Δ{name} vs {matrix.baseline} (points; * outlined = significant)",
+        ax.set_title(f"Δ{name} vs {matrix.baseline} (points; * outlined = Holm p < 0.05)",
                      fontsize=9)  # fmt: skip
         fig.colorbar(image, ax=ax, label="improvement", shrink=0.8)
     fig.tight_layout()
