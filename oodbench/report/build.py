@@ -20,6 +20,7 @@ from oodbench.report.families import correct_rows
 from oodbench.report.imageboot import N_BOOT as IMAGE_BOOT
 from oodbench.report.load import Run, expand, load_runs
 from oodbench.report.produced import produced
+from oodbench.report.notes import params_note, roles_note
 from oodbench.report.spec import SUMMARY_KEYS, Cell, Report, TableSpec, num, num_ci
 from oodbench.runs import METRICS, SUMMARY
 
@@ -201,7 +202,7 @@ def _average_table(
     sets = {det: ", ".join(s) for det, s in report.common_oods.items()}
     one = len(set(sets.values())) == 1
     over = next(iter(sets.values())) if one else "; ".join(f"{d}: {s}" for d, s in sets.items())
-    notes = [f"Mean over OOD sets: {over}.", *_roles_note(report), *_params_note(report),
+    notes = [f"Mean over OOD sets: {over}.", *roles_note(report), *params_note(report),
              *_ref_note(ref_rows)]  # fmt: skip
     return TableSpec(
         "Average over OOD sets, per detector",
@@ -227,38 +228,6 @@ def _track_table(report: Report, label: str) -> TableSpec:
     sets = near if label == T.NEAR_AVERAGE else far
     note = f"{label}: mean over {', '.join(sets)}."
     return TableSpec(label, ["Detector", *_metric_columns(report, {})], rows, [note])
-
-
-def _roles_note(report: Report) -> list[str]:
-    """The test sets (averaged) and the validation sets (choices only), from summary.json."""
-    found: dict[str, dict[str, None]] = {"test_ood": {}, "val_ood": {}}
-    for g in report.groups:
-        for r in g.runs:
-            for key, names in found.items():
-                names.update(dict.fromkeys(r.summary.get(key) or []))
-    if not found["val_ood"]:  # runs scored before 0.2 record neither
-        return ["Validation OOD sets: none (nothing was chosen on validation data)."] * bool(
-            found["test_ood"]
-        )
-    return [f"Test OOD sets: {', '.join(found['test_ood'])}. Validation OOD sets (tuning and "
-            f"choices only, never averaged): {', '.join(found['val_ood'])}."]  # fmt: skip
-
-
-def _params_note(report: Report) -> list[str]:
-    """Detectors run with non-default hyperparameters (``knn[k=10]``) and every value they ran
-    with, from metrics.csv's params column (empty in 0.1.0 files); defaults go unmentioned."""
-    tidy = report.tidy
-    params = tidy["params"] if "params" in tidy.columns else pd.Series("", index=tidy.index)
-    found: dict[str, str] = {}
-    for det, values in zip(tidy["detector"], params.fillna("").astype(str), strict=True):
-        if "[" in det and det in report.detectors:
-            # a tuned detector may run other values per run: list each value set once
-            seen = [v for v in found.get(det, "").split(" / ") if v]
-            found[det] = " / ".join(dict.fromkeys([*seen, *([values] if values else [])]))
-    if not found:
-        return []
-    listed = "; ".join(f"{d} ran {v}" if v else d for d, v in sorted(found.items()))
-    return [f"Non-default hyperparameters: {listed}."]
 
 
 def _per_ood_table(
