@@ -136,7 +136,7 @@ def cd_diagram(test: RankTest, path: Path) -> Path:
 
 
 def slug(name: str) -> str:
-    keep = "".join(ch if ch.isalnum() else "-" for ch in name.lower())
+    keep = "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in name.lower())
     return "-".join(part for part in keep.split("-") if part)
 
 
