@@ -19,8 +19,8 @@ from oodbench.metrics import paired_interval
 from oodbench.report.families import correct_rows
 from oodbench.report.imageboot import N_BOOT as IMAGE_BOOT
 from oodbench.report.load import Run, expand, load_runs
-from oodbench.report.produced import produced
 from oodbench.report.notes import params_note, roles_note
+from oodbench.report.produced import produced
 from oodbench.report.spec import SUMMARY_KEYS, Cell, Report, TableSpec, num, num_ci
 from oodbench.runs import METRICS, SUMMARY
 
