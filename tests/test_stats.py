@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from oodbench.report.families import count_significant, family_tests, settings_of
-from oodbench.stats import adjust, coinciding, paired_p, same_ranking
+from oodbench.report.stats import adjust, coinciding, paired_p, same_ranking
 
 
 def test_paired_p_is_the_t_test_behind_the_interval() -> None:
@@ -95,7 +95,7 @@ def test_cached_scores_confirm_or_split_a_metric_row_cluster(tmp_path) -> None:
 
 
 def test_two_level_bootstrap_is_zero_for_one_model_and_widens_with_seed_spread() -> None:
-    from oodbench.stats import two_level_interval
+    from oodbench.report.stats import two_level_interval
 
     rng = np.random.default_rng(0)
     id_s, ood_s = rng.normal(1, 1, 300), rng.normal(0, 1, 100)

@@ -20,8 +20,7 @@ import pandas as pd
 
 from oodbench.detectors.base import TUNED
 from oodbench.metrics import paired_interval
-from oodbench.runs import SCORES_TENSOR, RunDir, read_arrays
-from oodbench.stats import (
+from oodbench.report.stats import (
     adjust_families,
     coinciding,
     first_of_cluster,
@@ -29,6 +28,7 @@ from oodbench.stats import (
     same_ranking,
     significant,
 )
+from oodbench.runs import SCORES_TENSOR, RunDir, read_arrays
 
 SETTINGS = ("tuned", "defaults")
 FAMILY = ["track", "setting", "group"]  # and the metric, which names the columns

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from oodbench.report.stats import SeedScores, two_level_interval
 from oodbench.report.tables import Group
 from oodbench.runs import RunDir
-from oodbench.stats import SeedScores, two_level_interval
 
 N_BOOT = 200  # outer resamples; each draws (seeds x resamples) image resamples per seed
 

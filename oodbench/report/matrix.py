@@ -25,7 +25,7 @@ from oodbench.report.families import (
 )
 from oodbench.report.imageboot import add_two_level
 from oodbench.report.spec import SUMMARY_KEYS, Cell, TableSpec, num
-from oodbench.stats import STAR_TEXT
+from oodbench.report.stats import STAR_TEXT
 
 METRICS = ("fpr95", "auroc")
 SIG = "*"  # marks a change whose Holm-adjusted p (within its family) is below 0.05

@@ -15,8 +15,8 @@ from oodbench.errors import UserError
 from oodbench.losses import LOSSES
 from oodbench.metrics import paired_interval
 from oodbench.report.load import Run
+from oodbench.report.stats import paired_p
 from oodbench.runs import ood_means
-from oodbench.stats import paired_p
 
 METRIC_COLS = ("fpr95", "auroc", "aupr")
 LOWER_IS_BETTER = {"fpr95": True, "auroc": False, "aupr": False}

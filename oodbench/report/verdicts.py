@@ -29,8 +29,8 @@ import pandas as pd
 from oodbench.detectors.base import TUNED
 from oodbench.errors import UserError
 from oodbench.metrics import paired_interval
+from oodbench.report.stats import adjust, paired_p, significant
 from oodbench.runs import RunDir, ood_means
-from oodbench.stats import adjust, paired_p, significant
 
 
 @dataclass(frozen=True)
