@@ -4,10 +4,12 @@
 (``oodbench train --loss logitnorm --tau 0.1 --epochs 1 --subset 512 --val-size 500
 --batch-size 128 --device cpu --name v010`` then ``oodbench score v010 -d all --ood gaussian
 --ood mnist-5k --protocol paper`` and ``--protocol full``). Its ``metrics.csv`` holds the
-numbers 0.1.0 computed; rescoring the copy from scratch must reproduce every one: exactly under
-the full protocol (scikit-learn, as in 0.1.0), and to 1e-9 percentage points under the paper
-protocol, whose draws are now computed by ``metrics.fast_metrics`` (the same definitions; sums
-in another order round the last bit differently).
+numbers 0.1.0 computed; rescoring the copy from scratch must reproduce every one to 1e-3
+percentage points. Not exactly: rescoring reruns the network, and the same torch build on
+another CPU (AMX here) rounds the forward pass's float sums differently, which reorders
+near-tied scores. On 2026-12-04 the 0.1.0-era code itself (d86b24f) rescored with AUROCs off by
+up to 7e-5 points on this project's machine, FPR95 unchanged; a real regression moves a
+number by far more.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from oodbench.cli import main
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v010"
 KEY = ["detector", "ood_dataset", "protocol", "convention"]
+TOLERANCE = 1e-3  # percentage points: float rounding of the network's forward across CPUs
 METRICS = ["fpr95", "auroc", "aupr_in", "aupr_out", "fpr95_std", "auroc_std", "n_id", "n_ood"]
 
 
@@ -46,9 +49,7 @@ def test_every_010_detector_number_is_unchanged(rescored: Path) -> None:
     merged = old.merge(new, on=KEY, suffixes=("_old", "_new"), how="left", validate="1:1")
     for col in METRICS:
         a, b = merged[f"{col}_old"], merged[f"{col}_new"]
-        exact = merged["protocol"] == "full"
-        close = (a - b).abs() <= 1e-9
-        same = (a == b) | (a.isna() & b.isna()) | (~exact & close)
+        same = ((a - b).abs() <= TOLERANCE) | (a.isna() & b.isna())
         assert same.all(), f"{col} changed for {merged.loc[~same, KEY].to_dict('records')}"
 
 
