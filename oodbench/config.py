@@ -167,6 +167,7 @@ class ScoreConfig:
     val_ood: tuple[str, ...] = ()  # --val-ood sets or groups; empty = scoring.tune.DEFAULT_VAL
     head: str = "inference"  # --head, one of HEADS
     allow_data_change: bool = False  # score although the ID data differs from training's
+    shift: bool = True  # the covariate-shifted ID sets: shift.csv, the mix's failure rows, FSOOD
 
     def __post_init__(self) -> None:
         check_choice("--protocol", self.protocol, PROTOCOLS)
@@ -331,6 +332,7 @@ class BenchConfig:
     overwrite: bool = False
     params: tuple[str, ...] = ()  # --param DETECTOR.NAME=VALUE, as in ScoreConfig
     tune: bool = True  # --no-tune keeps the papers' defaults
+    shift: bool = True  # --no-shift: no covariate-shifted sets (ScoreConfig.shift)
     precision: str = "auto"  # training's (TrainConfig.precision); scoring gets bf16 only if bf16
     val_ood: tuple[str, ...] = ()  # as in ScoreConfig
     # --losses: names in the loss registry (checked by the bench stage); empty = CE and LogitNorm

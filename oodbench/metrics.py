@@ -154,6 +154,14 @@ def nll(logits: ArrayLike, labels: ArrayLike, temperature: float = 1.0) -> float
     return float(-log_p[np.arange(len(z)), to_numpy(labels, np.int64)].mean())
 
 
+def brier(probs: ArrayLike, labels: ArrayLike) -> float:
+    """Multi-class Brier score, mean of sum_k (p_k - 1[y = k])^2 in [0, 2] (scikit-learn's)."""
+    from sklearn.metrics import brier_score_loss
+
+    p, y = to_numpy(probs), to_numpy(labels, np.int64)
+    return float(brier_score_loss(y, p, labels=np.arange(p.shape[1]), scale_by_half=False))
+
+
 def fit_temperature(logits: ArrayLike, labels: ArrayLike) -> float:
     """Temperature minimising the NLL on held-out ID validation logits (Guo et al., 2017).
 
@@ -352,7 +360,7 @@ def _failure_inputs(scores: ArrayLike, correct: ArrayLike) -> tuple[np.ndarray, 
 def _failure_values(h_right: np.ndarray, h_wrong: np.ndarray) -> np.ndarray:
     """aurc, eaurc, augrc, auroc, fpr95 (5 x b) from per-slot counts (b x u, ascending);
     AUROC and FPR95 are NaN in a resample without correct or without wrong samples."""
-    from oodbench.selective import rc_areas
+    from oodbench.detectors.selective import rc_areas
 
     aurc, augrc, best = rc_areas(h_right, h_wrong)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -369,9 +377,8 @@ def failure_metrics(scores: ArrayLike, correct: ArrayLike) -> dict[str, float]:
     fractions: ``aurc`` (Geifman & El-Yaniv 2017), ``eaurc`` (AURC minus the AURC of a perfect
     ranking of the same predictions), ``augrc`` (Traub et al., NeurIPS 2024), and ``auroc`` and
     ``fpr95`` of correct (positive) vs wrong: FPR95 is the fraction of wrong predictions kept
-    at the threshold that keeps 95% of the correct ones. Tied scores form one point of each
-    curve (``oodbench.selective``; docs/metrics.md). AUROC and FPR95 are NaN when every
-    prediction is right or every one wrong."""
+    at the threshold that keeps 95% of the correct ones. Ties: docs/metrics.md. AUROC and
+    FPR95 are NaN when every prediction is right or every one wrong."""
     s, ok = _failure_inputs(scores, correct)
     out = dict.fromkeys(FAILURE, math.nan)
     grid, slots = np.unique(s, return_inverse=True)
@@ -391,11 +398,8 @@ def failure_intervals(
     scores: ArrayLike, correct: ArrayLike, *, n_boot: int = N_BOOT, seed: int = 0,
     level: float = LEVEL,
 ) -> dict[str, tuple[float, float]]:  # fmt: skip
-    """Percentile bootstrap intervals (fractions) of ``failure_metrics``' five values.
-
-    The (score, correct) pairs are resampled together, not stratified: the error rate varies
-    between resamples as it would between test sets, and AURC depends on it. Resamples without
-    a wrong (or a correct) prediction are left out of the AUROC and FPR95 percentiles."""
+    """Percentile bootstrap intervals (fractions) of ``failure_metrics``' values: (score,
+    correct) pairs resampled together, not stratified (AURC depends on the error rate)."""
     s, ok = _failure_inputs(scores, correct)
     grid, slots = np.unique(s, return_inverse=True)
     u = grid.size

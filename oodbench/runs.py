@@ -10,6 +10,7 @@ runs/<name>/
   scores/<detector>/<set>.safetensors   one detector's scores on one set
   metrics.csv         one row per (detector, OOD set, protocol, convention)
   summary.json        ID accuracy, ECE, temperature
+  failure.csv shift.csv fsood.csv   the overconfidence track (oodbench.scoring.rowfiles)
 ```
 
 A bench folder (``oodbench bench --out``) holds run dirs plus ``report.md``, ``plots/`` and
@@ -40,6 +41,7 @@ from oodbench.io import (
 
 CONFIG, WEIGHTS, STATE = "config.json", "model.safetensors", "train_state.pt"
 HISTORY, METRICS, SUMMARY = "history.csv", "metrics.csv", "summary.json"
+FAILURE, SHIFT, FSOOD = "failure.csv", "shift.csv", "fsood.csv"  # scoring.rowfiles' tables
 CACHE, SCORES = "cache", "scores"
 SCORES_TENSOR = "scores"  # the one tensor in a scores/ file
 REPORT, PLOTS, TAU_SWEEP, JOBS = "report.md", "plots", "tau_sweep.csv", ".jobs"  # bench folder
@@ -103,6 +105,10 @@ class RunDir:
     @property
     def summary(self) -> Path:
         return self.path / SUMMARY
+
+    def table(self, name: str) -> Path:
+        """One of oodbench.scoring.rowfiles' CSVs (failure.csv, shift.csv, fsood.csv)."""
+        return self.path / name
 
     @property
     def cache(self) -> Path:

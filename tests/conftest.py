@@ -38,6 +38,18 @@ def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_shifted_sets_by_default() -> Iterator[None]:
+    """``score`` reads no covariate-shifted set unless a test asks for them (tests/
+    test_overconfidence.py registers two small fakes): the 60 real ones would add minutes to
+    every scored run."""
+    from oodbench.scoring import confidence
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(confidence, "shift_names", lambda id_name: [])
+        yield
+
+
 @pytest.fixture(scope="session")
 def trained_run(_isolated_dataset_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``runs/tiny``: small_cnn, 1 epoch on the ``_cli.SUBSET`` images, not scored. Read only."""

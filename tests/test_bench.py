@@ -87,3 +87,17 @@ def test_clock_ignores_skipped_stages() -> None:
     now[0] = 60.0
     clock.done(2.0)
     assert "about 2:00 left" in clock.status()
+
+
+def test_tau_sweep_table_shows_calibration_beside_ood(run: Path) -> None:
+    """Issue 24: the sweep reports test ECE, raw and temperature-scaled, at every tau."""
+    from oodbench.bench.tausweep import HEADERS, sweep_table
+    from oodbench.runs import RunDir
+
+    summary = RunDir(run).read_summary()
+    RunDir(run).write_summary(summary | {"validation": {"msp": {"fpr95": 50.0}}})
+    table = sweep_table([run])
+    assert table.loc[0, "test_ece"] == pytest.approx(summary["ece"])
+    assert table.loc[0, "test_ece_ts"] == pytest.approx(summary["ece_ts"])
+    assert table.loc[0, "temperature"] == pytest.approx(summary["temperature"])
+    assert {"test_ece", "test_ece_ts", "temperature"} <= set(HEADERS)

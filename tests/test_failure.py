@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from oodbench import metrics
+from oodbench.detectors.selective import optimal_aurc, risk_coverage_curve
 from oodbench.errors import UserError
-from oodbench.selective import optimal_aurc, risk_coverage_curve
 
 
 def reference(scores: np.ndarray, correct: np.ndarray) -> tuple[float, float]:

@@ -114,6 +114,7 @@ def score_config(cfg: BenchConfig, stage: Stage) -> ScoreConfig:
         download=cfg.download,
         tune=cfg.tune,
         val_ood=val_ood,
+        shift=cfg.shift,
         precision="bf16" if cfg.precision == "bf16" else "fp32",  # auto: fp32 extraction
     )
 

@@ -87,6 +87,9 @@ def score(
             help="Score although the ID data differs from training's (recorded).",
         ),
     ] = False,  # fmt: skip
+    shift: Annotated[
+        bool, typer.Option("--shift/--no-shift", help="Score the covariate-shifted ID sets.")
+    ] = True,
     quiet: Quiet = False,
 ) -> None:
     """Score post-hoc detectors on a run's cached logits and features."""
@@ -103,6 +106,7 @@ def score(
         params=tuple(param or ()), tune=tune, val_ood=tuple(val_ood or ()), precision=precision,
         head=head,
         allow_data_change=allow_data_change,
+        shift=shift,
     )  # fmt: skip
     result = score_run(cfg, quiet=quiet)
     if result.rank:  # torchrun: only rank 0 reports
@@ -228,6 +232,9 @@ def bench(
         bool, typer.Option("--tune/--no-tune", help="Tune detectors on validation data.")
     ] = True,
     val_ood: ValOod = None,
+    shift: Annotated[
+        bool, typer.Option("--shift/--no-shift", help="Score the covariate-shifted ID sets.")
+    ] = True,
     subset: Annotated[int | None, typer.Option(help="Train on the first N images.")] = None,
     val_size: Annotated[
         int | None, typer.Option(help="Images held out for validation \\[default: preset's].")
@@ -266,7 +273,7 @@ def bench(
         root=str(root) if root else None, download=download, resume=resume, overwrite=overwrite,
         params=tuple(param or ()), tune=tune, val_ood=tuple(val_ood or ()), precision=precision,
         losses=tuple(x.strip() for x in (losses or "").split(",") if x.strip()),
-        tracks=tuple(x.strip() for x in tracks.split(",") if x.strip()),
+        tracks=tuple(x.strip() for x in tracks.split(",") if x.strip()), shift=shift,
     )  # fmt: skip
     devs = tuple(x.strip() for x in (devices or "").split(",") if x.strip())
     launch = Launch(launcher, jobs, devs, slurm_partition, slurm_gpus_per_job, slurm_time, dry_run)

@@ -17,6 +17,7 @@ from oodbench.report.build import IMAGE_BOOT, Report, build
 from oodbench.report.formats import (
     FORMATS,
     check_format,
+    confidence_tables,
     matrix_csv,
     rich_renderable,
     to_csv,
@@ -72,6 +73,11 @@ def render(
             atomic_write_text(out.with_suffix(".matrix.csv"), matrix)
         if fmt == "csv" and report.ranks:  # mean ranks, and the post-hoc p of every pair
             _write_ranks(report, out)
+        if fmt == "csv":  # the overconfidence tables: X.overconfidence.csv, X.failure.csv, ...
+            for name, frame in confidence_tables(report).items():
+                if len(frame):
+                    text = frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
+                    atomic_write_text(out.with_suffix(f".{name}.csv"), text)
     elif fmt == "rich":
         from oodbench.console import stdout
 
@@ -123,6 +129,12 @@ def _plots(report: Report, folder: Path, detector: str) -> list[tuple[str, Path]
     for test in report.ranks or []:
         path = cd_diagram(test, folder / f"cd_{slug(test.name)}.png")
         made.append((f"Critical-difference diagram: {test.name}", path))
+    if report.failure_matrix is not None:
+        from oodbench.report.plots import loss_heatmap
+
+        failure = loss_heatmap(report.failure_matrix, folder / "failure_heatmap.png",
+                               (("aurc", -1.0, "AURC"), ("augrc", -1.0, "AUGRC")))  # fmt: skip
+        made += [("Loss × detector: failure detection, change vs CE", failure)] if failure else []
     return made
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import oodbench.report.confidence as C
 import oodbench.report.matrix as M
 import oodbench.report.ranks as R
 import oodbench.report.reference as refs
@@ -101,6 +102,7 @@ def _layout(report: Report, ref: pd.DataFrame, image_bootstrap: int = IMAGE_BOOT
     group_of = {str(r.path): g.label for g in report.groups for r in g.runs}
     report.ranks, rank_tables = R.section(report.tidy, group_of, [g.label for g in report.groups])
     sections.append(("Rank statistics", rank_tables))
+    sections += C.attach(report)  # overconfidence, failure, calibration, shift, FSOOD
     detail = [_per_ood_table(report, ref, det, used) for det in report.detectors]
     sections.append(("Per OOD set", detail))
     report.sections = sections

@@ -153,6 +153,16 @@ def matrix_csv(report: Report) -> str | None:
     return report.matrix.frame.to_csv(index=False, float_format="%.4f", lineterminator="\n")
 
 
+def confidence_tables(report: Report) -> dict[str, pd.DataFrame]:
+    """The overconfidence track's tables (issue 24): the Overconfidence summary and every
+    run's failure, shift and full-spectrum OOD rows; empty frames when the runs have none."""
+    conf = report.confidence
+    found = {"overconfidence": report.overconfidence}
+    if conf is not None:
+        found |= {"failure": conf.failure, "shift": conf.shift, "fsood": conf.fsood}
+    return {k: (v if v is not None else pd.DataFrame()) for k, v in found.items()}
+
+
 def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
     if frame is None or frame.empty:
         return []
@@ -178,6 +188,10 @@ def to_json(report: Report) -> str:
         "comparison": _records(report.comparison),
         "matrix": _records(report.matrix.frame if report.matrix is not None else None),
         "paper_changes": _records(report.changes),
+        **{k: _records(v) for k, v in confidence_tables(report).items()},
+        "failure_matrix": _records(
+            report.failure_matrix.frame if report.failure_matrix is not None else None
+        ),  # fmt: skip
         "rows": _records(report.tidy),
         "references": [{"source": s, "note": n} for s, n in report.references],
         "plots": [{"title": t, "path": str(p)} for t, p in report.plots],

@@ -178,6 +178,33 @@ def reliability(groups: list[Group], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def risk_coverage(groups: list[Group], detector: str, path: Path) -> Path | None:
+    """Selective risk against coverage on the ID test set, one line per loss: the detector's
+    score accepts the most confident first (one point per distinct score)."""
+    from oodbench.detectors.selective import risk_coverage_curve
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    drawn = False
+    for i, g in enumerate(groups):
+        run = _first(g)
+        cached, scores = read_test_logits(run), read_scores(run, detector, run.id_dataset)
+        if cached is None or scores is None or len(scores) != len(cached[1]):
+            continue
+        logits, labels = cached
+        cov, risk = risk_coverage_curve(scores, logits.argmax(axis=1) == labels)
+        ax.plot(cov, 100 * risk, color=COLOURS[i % len(COLOURS)], lw=1.4, label=_title(g))
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set(xlabel="coverage (share of test images accepted)", ylabel="selective risk (% wrong)",
+           title=f"Risk-coverage on the ID test set ({detector})", xlim=(0, 1))  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def write_plots(
     groups: list[Group], oods: list[str], detector: str, out_dir: Path
 ) -> list[tuple[str, Path]]:
@@ -189,11 +216,19 @@ def write_plots(
         (f"ROC curves ({detector})", roc_curves(groups, oods, detector, roc)),
         ("Logit norm over epochs", logit_norm(groups, out_dir / "logit_norm.png")),
         ("Reliability diagram", reliability(groups, out_dir / "reliability.png")),
+        (
+            f"Risk-coverage ({detector})",
+            risk_coverage(groups, detector, out_dir / f"risk_coverage_{safe}.png"),
+        ),
     ]
     return [(title, path) for title, path in made if path is not None]
 
 
-def loss_heatmap(matrix: Matrix | None, path: Path) -> Path | None:
+HEATMAP = (("fpr95", -1.0, "FPR95"), ("auroc", 1.0, "AUROC"))  # (metric, improvement sign, name)
+
+
+def loss_heatmap(matrix: Matrix | None, path: Path,
+                 metrics: tuple[tuple[str, float, str], ...] = HEATMAP) -> Path | None:  # fmt: skip
     """Losses as rows, detectors as columns; colour = change vs CE (green better, red worse,
     both metrics oriented so), the number printed in each cell, significant cells outlined
     and starred."""
@@ -205,7 +240,7 @@ def loss_heatmap(matrix: Matrix | None, path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.55 * len(dets) + 2.5),
                                             1.2 + 0.9 * len(losses) * 2 + 1.6))  # fmt: skip
-    for ax, metric, sign in ((axes[0], "fpr95", -1.0), (axes[1], "auroc", 1.0)):
+    for ax, (metric, sign, name) in zip(axes, metrics, strict=True):
         delta = np.array([[matrix.value(g, d, f"{metric}_delta") for d in dets] for g in losses])
         sig = np.array([[bool(matrix.value(g, d, f"{metric}_significant")) for d in dets]
                         for g in losses])  # fmt: skip
@@ -223,7 +258,6 @@ def loss_heatmap(matrix: Matrix | None, path: Path) -> Path | None:
                         ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=1.5))
         ax.set_yticks(range(len(losses)), losses, fontsize=8)
         ax.set_xticks(range(len(dets)), dets, rotation=60, ha="right", fontsize=8)
-        name = "FPR95" if metric == "fpr95" else "AUROC"
         ax.set_title(f"Δ{name} vs {matrix.baseline} (points; * outlined = Holm p < 0.05)",
                      fontsize=9)  # fmt: skip
         fig.colorbar(image, ax=ax, label="improvement", shrink=0.8)

@@ -75,6 +75,9 @@ class Report:
     matrix: Any = None  # report.matrix.Matrix when the runs compare several losses
     produced: Any = None  # report.produced.Produced: commands, versions, data checksums
     ranks: Any = None  # list of report.ranks.RankTest (empty: too few blocks)
+    confidence: Any = None  # report.confidence.Confidence: failure, shift and FSOOD rows
+    overconfidence: pd.DataFrame | None = None  # the Overconfidence table, tidy
+    failure_matrix: Any = None  # a Matrix of AURC / AUGRC when the matrix is shown
 
     @property
     def detectors(self) -> list[str]:

@@ -19,8 +19,14 @@ from oodbench.report.stats import paired_p
 from oodbench.runs import ood_means
 
 METRIC_COLS = ("fpr95", "auroc", "aupr")
-LOWER_IS_BETTER = {"fpr95": True, "auroc": False, "aupr": False}
-METRIC_NAMES = {"fpr95": "FPR95", "auroc": "AUROC", "aupr": "AUPR"}
+LOWER_IS_BETTER = {"fpr95": True, "auroc": False, "aupr": False, "aurc": True, "augrc": True}
+METRIC_NAMES = {
+    "fpr95": "FPR95",
+    "auroc": "AUROC",
+    "aupr": "AUPR",
+    "aurc": "AURC",
+    "augrc": "AUGRC",
+}  # fmt: skip  (AURC, AUGRC: failure detection, report.confidence)
 ENDS = ("lo", "hi")  # <metric>_lo, <metric>_hi: the 95% interval of a value, in percent
 AVERAGE = "Average"
 # Near-OOD (held-out classes of the ID set) and far-OOD (other datasets) apart, as OpenOOD.

@@ -78,20 +78,42 @@ class RowWriter:
         self.pending: list[Any] = []
 
     def _finish(self, head: dict[str, Any], id_scores: torch.Tensor, ood_scores: torch.Tensor,
-                cfg: ScoreConfig) -> dict[str, Any]:  # fmt: skip
+                cfg: ScoreConfig, path: Path | None = None) -> dict[str, Any]:  # fmt: skip
         key = (head["detector"], head["ood_dataset"], cfg.protocol, cfg.convention)
+        if path is not None:  # another table of metrics.csv's schema (fsood.csv): its own seeds
+            key = (path.name, *key)
         row = {**head, **metric_row(id_scores, ood_scores, cfg, key)}
-        merge_metrics(self.path, [row])  # each finished pair is kept at once
-        return row
+        merge_metrics(path or self.path, [row])  # each finished pair is kept at once
+        return row if path is None else {**row, "_table": path.name}
 
-    def submit(self, head: dict[str, Any], id_scores: torch.Tensor, ood_scores: torch.Tensor,
-               cfg: ScoreConfig) -> None:  # fmt: skip
+    def _finish_failure(self, head: dict[str, Any], scores: torch.Tensor, correct: np.ndarray,
+                        path: Path) -> dict[str, Any]:  # fmt: skip
+        from oodbench.scoring.confidence import failure_row
+        from oodbench.scoring.rowfiles import FAILURE_COLUMNS, FAILURE_KEY, merge_rows
+
+        row = {**head, **failure_row(scores, correct, (head["detector"], head["dataset"]))}
+        merge_rows(path, [row], FAILURE_COLUMNS, FAILURE_KEY)
+        return {}
+
+    def _queue(self, fn: Any, *args: Any) -> None:
         for done in (f for f in self.pending if f.done()):
             done.result()  # re-raises a failed row's error now, not at the end
-        self.pending.append(self.pool.submit(self._finish, head, id_scores, ood_scores, cfg))
+        self.pending.append(self.pool.submit(fn, *args))
+
+    def submit(self, head: dict[str, Any], id_scores: torch.Tensor, ood_scores: torch.Tensor,
+               cfg: ScoreConfig, path: Path | None = None) -> None:  # fmt: skip
+        """A metrics row, into metrics.csv (or ``path``, a file of the same schema)."""
+        self._queue(self._finish, head, id_scores, ood_scores, cfg, path)
+
+    def submit_failure(self, head: dict[str, Any], scores: torch.Tensor, correct: np.ndarray,
+                       path: Path) -> None:  # fmt: skip
+        """A failure.csv row (oodbench.scoring.rowfiles); not among ``rows()``."""
+        self._queue(self._finish_failure, head, scores, correct, path)
 
     def rows(self) -> list[dict[str, Any]]:
-        return [f.result() for f in self.pending]
+        """The new metrics.csv rows (the other tables' rows are written, not returned)."""
+        done = [f.result() for f in self.pending]
+        return [r for r in done if r and r.get("_table") is None]
 
     def __enter__(self) -> RowWriter:
         return self

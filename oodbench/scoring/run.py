@@ -33,7 +33,7 @@ from oodbench.runs import (
     drop_changed_params,
     drop_stale,
 )
-from oodbench.scoring import sharded, tune
+from oodbench.scoring import confidence, sharded, tune
 from oodbench.scoring.extract import (
     Outputs,
     batches,
@@ -50,6 +50,7 @@ from oodbench.scoring.inputs import (
     resolve_run_dir,
     tracker,
 )
+from oodbench.scoring.rowfiles import FSOOD_FILE
 from oodbench.scoring.rows import RowWriter
 
 
@@ -352,20 +353,38 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
                 "model": tc.model, "id_dataset": tc.dataset, "protocol": cfg.protocol,
                 "convention": cfg.convention, "weights_hash": run.model_hash,
                 "head": run.head}  # fmt: skip
+        geometry = (id_set.channels, *id_set.size)
+        fsood = run.dir.table(FSOOD_FILE)
+        drop_stale(fsood, run.model_hash)
+        done_fs = set() if cfg.overwrite else done_keys(fsood)
         with RowWriter(path) as writer:
+            # the overconfidence track: shift.csv, failure.csv, and the shifted mix's scores
+            mixed = confidence.track(
+                run, detectors, writer, base, id_set,
+                lambda det, name, data, like: scores_for(run, det, name, data, like),
+                lambda name: load_dataset(cfg, tc, name, "test", geometry, run.datasets),
+            )  # fmt: skip
             for ood in names:
-                todo = [d for d in detectors
-                        if (d.label, ood, cfg.protocol, cfg.convention) not in done]  # fmt: skip
+                todo = [
+                    d
+                    for d in detectors
+                    if (key := (d.label, ood, cfg.protocol, cfg.convention)) not in done
+                    or (d.label in mixed and key not in done_fs)
+                ]
                 if not todo:
                     continue
-                geometry = (id_set.channels, *id_set.size)
                 ood_set = load_dataset(cfg, tc, ood, "test", geometry, run.datasets)
                 for det in todo:
                     id_scores = scores_for(run, det, tc.dataset, id_set, None)
                     ood_scores = scores_for(run, det, ood, ood_set, id_set)
                     head = {**base, "detector": det.label, "ood_dataset": ood,
                             "params": det.params_text}  # fmt: skip
-                    writer.submit(head, id_scores, ood_scores, cfg)
+                    key = (det.label, ood, cfg.protocol, cfg.convention)
+                    if key not in done:
+                        writer.submit(head, id_scores, ood_scores, cfg)
+                    if det.label in mixed and key not in done_fs:  # shifted images count as ID
+                        both = torch.cat([id_scores, mixed[det.label]])
+                        writer.submit(head, both, ood_scores, cfg, path=fsood)
                 run.drop(f"{ood}-test")  # bounded memory: one OOD set at a time
                 del ood_set
             new_rows = writer.rows()

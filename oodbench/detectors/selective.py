@@ -1,4 +1,5 @@
-"""Risk-coverage areas of selective classification, from counts per distinct score.
+"""Risk-coverage areas of selective classification, from counts per distinct score (the
+score of any detector judged on correct vs wrong predictions; oodbench.metrics wraps them).
 
 A confidence score accepts the samples at or above a threshold. One point of the risk-coverage
 curve per **distinct** score (tied samples are accepted or rejected together, as in Traub et
