@@ -3,6 +3,7 @@ from the installed Debian packages in a slow test."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -169,6 +170,10 @@ FULL = {
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["icons-ctx8", "alnum-fonts"])
 def test_full_build_matches_recorded_checksum(name: str) -> None:
+    # ~30 minutes on 2 cores (about 1,700 s for the icons' SVGs): more than CI's whole budget,
+    # so it runs where asked (`make test-data`), not in `make test-slow`.
+    if not os.environ.get("OODBENCH_FULL_DATA"):
+        pytest.skip("rebuilds the full set (~30 min): OODBENCH_FULL_DATA=1, or make test-data")
     if not DATASETS.get(name).available(None):
         pytest.skip(f"{name}: run 'make data'")
     train, test = load(name, "train"), load(name, "test")
