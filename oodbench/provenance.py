@@ -22,6 +22,7 @@ from typing import Any
 
 from oodbench import __version__
 from oodbench.errors import UserError
+from oodbench.runs import SUMMARY
 
 LIBRARIES = ("torch", "torchvision", "timm", "numpy")
 PROVENANCE, DATASETS = "provenance", "datasets"  # keys in config.json and summary.json
@@ -126,7 +127,7 @@ def data_key(name: str, split: str) -> str:
 
 SCORE_FIX = (
     "score it on the original data, or pass --allow-data-change to score anyway "
-    "(recorded in summary.json)"
+    f"(recorded in {SUMMARY})"
 )
 RESUME_FIX = "resume it on the original data, or train a new run (--overwrite or another --name)"
 

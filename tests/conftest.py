@@ -47,6 +47,7 @@ def _no_shifted_sets_by_default() -> Iterator[None]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(confidence, "shift_names", lambda id_name: [])
+        patch.setenv("OODBENCH_NO_SHIFT", "1")  # and in the processes tests start
         yield
 
 
