@@ -22,7 +22,6 @@ from typing import Any
 
 from oodbench import __version__
 from oodbench.errors import UserError
-from oodbench.runs import SUMMARY
 
 LIBRARIES = ("torch", "torchvision", "timm", "numpy")
 PROVENANCE, DATASETS = "provenance", "datasets"  # keys in config.json and summary.json
@@ -127,7 +126,7 @@ def data_key(name: str, split: str) -> str:
 
 SCORE_FIX = (
     "score it on the original data, or pass --allow-data-change to score anyway "
-    f"(recorded in {SUMMARY})"
+    "(the run records that it did)"
 )
 RESUME_FIX = "resume it on the original data, or train a new run (--overwrite or another --name)"
 
