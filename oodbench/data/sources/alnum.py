@@ -30,7 +30,6 @@ from PIL import Image, ImageDraw
 
 from oodbench.data.cache import cached, file_identity
 from oodbench.data.imageset import ImageSet
-from oodbench.data.registry import DatasetSpec, LoadRequest, check_split, register
 from oodbench.data.sources import classsplit, glyphs
 from oodbench.data.sources.common import make_set
 from oodbench.errors import UserError
@@ -218,29 +217,15 @@ def load_full(root: Path | None) -> ImageSet:
     return cached(NAME, "all", identity, lambda: build(files))
 
 
-def _load(req: LoadRequest) -> ImageSet:
-    check_split(NAME, req.split, ("train", "test"))
-    return split_of(load_full(req.root), req.split)
-
-
-register(
-    DatasetSpec(
-        name=NAME,
-        kind="offline",
-        geometry="1x28x28",
-        num_classes=len(CLASSES),
-        source="digits and letters (59 classes) rendered from the Debian font packages of "
-        "scripts/install-data.sh; test split = the font families hashed to test",
-        splits=("train", "test"),
-        loader=_load,
-        available=_available,
-        role="id",
-        slow_build=True,
-        install=INSTALL,
-        size="17,228 train, 6,195 test",
-    )
+classsplit.register_grouped_id_set(
+    NAME,
+    geometry="1x28x28",
+    classes=CLASSES,
+    unknown=UNKNOWN,
+    source="digits and letters (59 classes) rendered from the Debian font packages of "
+    "scripts/install-data.sh; test split = the font families hashed to test",
+    size="17,228 train, 6,195 test",
+    split=lambda root, split: split_of(load_full(root), split),
+    available=_available,
+    install=INSTALL,
 )
-classsplit.register_class_split(
-    NAME, CLASSES, UNKNOWN, "1x28x28", lambda req, split: split_of(load_full(req.root), split),
-    _available, slow_build=True, install=INSTALL,
-)  # fmt: skip

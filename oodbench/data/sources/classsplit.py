@@ -143,6 +143,36 @@ def register_class_split(
     return id_name
 
 
+def register_grouped_id_set(
+    name: str,
+    *,
+    geometry: str,
+    classes: Sequence[str],
+    unknown: Sequence[str],
+    source: str,
+    size: str,
+    split: Callable[[Path | None, str], ImageSet],
+    available: Callable[[Path | None], bool],
+    install: str,
+) -> None:
+    """An ID set built whole from installed packages and split by group (``split(root,
+    split)``), with its near-OOD class split: the icons and alnum settings."""
+
+    def load(req: LoadRequest) -> ImageSet:
+        check_split(name, req.split, ("train", "test"))
+        return split(req.root, req.split)
+
+    register(DatasetSpec(
+        name=name, kind="offline", geometry=geometry, num_classes=len(classes), source=source,
+        splits=("train", "test"), loader=load, available=available, role="id",
+        slow_build=True, install=install, size=size,
+    ))  # fmt: skip
+    register_class_split(
+        name, classes, unknown, geometry, lambda req, s: split(req.root, s), available,
+        slow_build=True, install=install,
+    )  # fmt: skip
+
+
 def _register(suffix: str, seed: int | None) -> None:
     register_class_split(
         BASE,

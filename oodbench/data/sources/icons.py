@@ -26,7 +26,6 @@ import torch
 
 from oodbench.data.cache import cached, file_identity
 from oodbench.data.imageset import ImageSet
-from oodbench.data.registry import DatasetSpec, LoadRequest, check_split, register
 from oodbench.data.sources import classsplit, iconfiles
 from oodbench.data.sources.common import make_set
 from oodbench.errors import UserError
@@ -140,29 +139,15 @@ def _available(root: Path | None) -> bool:
     return icon_dir(root).is_dir() and not missing_packages(root)
 
 
-def _load(req: LoadRequest) -> ImageSet:
-    check_split(NAME, req.split, ("train", "test"))
-    return split_of(load_full(req.root), req.split)
-
-
-register(
-    DatasetSpec(
-        name=NAME,
-        kind="offline",
-        geometry="3x32x32",
-        num_classes=len(CLASSES),
-        source="icons of 18 Debian icon-theme packages (Papirus, Breeze, Numix, Oxygen, "
-        "Faenza, ...) by context; test split = the Oxygen, Numix, Gartoon, Suede themes",
-        splits=("train", "test"),
-        loader=_load,
-        available=_available,
-        role="id",
-        slow_build=True,
-        install=INSTALL,
-        size="10,910 train, 2,546 test",
-    )
+classsplit.register_grouped_id_set(
+    NAME,
+    geometry="3x32x32",
+    classes=CLASSES,
+    unknown=UNKNOWN,
+    source="icons of 18 Debian icon-theme packages (Papirus, Breeze, Numix, Oxygen, "
+    "Faenza, ...) by context; test split = the Oxygen, Numix, Gartoon, Suede themes",
+    size="10,910 train, 2,546 test",
+    split=lambda root, split: split_of(load_full(root), split),
+    available=_available,
+    install=INSTALL,
 )
-classsplit.register_class_split(
-    NAME, CLASSES, UNKNOWN, "3x32x32", lambda req, split: split_of(load_full(req.root), split),
-    _available, slow_build=True, install=INSTALL,
-)  # fmt: skip
