@@ -10,7 +10,6 @@ shared 2-core box (``pytest -m slow tests/test_bench_kill.py``: 4 min 20 s).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,14 +18,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
 import pytest
-import torch
+from _bench import same_numbers
 from _cli import SUBSET, VAL_SIZE
-from safetensors.torch import load_file
 
 from oodbench.cli import main
-from oodbench.runs import KEY, RunDir
+from oodbench.runs import RunDir
 
 # Two epochs, so a kill after the first history row lands in training; a test OOD set disjoint
 # from the validation noise that tuning reads; detectors from the cache (msp, energy).
@@ -65,22 +62,9 @@ def _kill_when(out: Path, ready: Callable[[], bool]) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
-def _same_numbers(out: Path, whole: Path) -> None:
-    for name in ("ce", "logitnorm"):
-        a, b = RunDir(out / name), RunDir(whole / name)
-        wa, wb = load_file(str(a.weights)), load_file(str(b.weights))
-        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
-        # weights_hash is the file's SHA-256, and safetensors writes its metadata in a
-        # per-process order: equal weights, other bytes. Every number must match exactly.
-        new, old = (d.read_metrics().sort_values(KEY).drop(columns="weights_hash") for d in (a, b))
-        assert len(new) == 2 and new["n_boot"].notna().all()
-        pd.testing.assert_frame_equal(new.reset_index(drop=True), old.reset_index(drop=True))
-        assert json.loads(a.summary.read_text()) == json.loads(b.summary.read_text())
-
-
 def _resume_and_compare(out: Path, whole: Path) -> None:
     assert main([*_bench(out), "--resume"]) == 0
-    _same_numbers(out, whole)
+    same_numbers(out, whole, ["ce", "logitnorm"], rows=2)
     assert (out / "report.md").is_file()
 
 
