@@ -45,6 +45,7 @@ FAILURE, SHIFT, FSOOD = "failure.csv", "shift.csv", "fsood.csv"  # scoring.rowfi
 CACHE, SCORES = "cache", "scores"
 SCORES_TENSOR = "scores"  # the one tensor in a scores/ file
 REPORT, PLOTS, TAU_SWEEP, JOBS = "report.md", "plots", "tau_sweep.csv", ".jobs"  # bench folder
+ACROSS = "settings.csv"  # a bench over several settings: the summary across them
 
 # ---------------------------------------------------------------- the metrics.csv schema
 

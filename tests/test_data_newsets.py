@@ -11,48 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from _icons import add_icon, icon_tree
+from PIL import Image
 
 from oodbench.data import DATASETS, load
 from oodbench.data.imageset import content_digest as _digest
 from oodbench.data.sources import alnum, iconfiles, icons
 from oodbench.errors import UserError
 
-# theme folder -> (family, split): two families in train, one in test
-THEMES = {"Faenza": "train", "Faenza-Dark": "train", "Moka": "train", "oxygen": "test"}
-
-
-def _drawing(seed: int, px: int) -> Image.Image:
-    """A distinct coloured drawing on transparency (same seed: same drawing, any size)."""
-    rng = np.random.default_rng(seed)
-    im = Image.new("RGBA", (px, px), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(im)
-    for _ in range(4):
-        x0, y0 = rng.uniform(0, 0.6, 2) * px
-        x1, y1 = x0 + rng.uniform(0.2, 0.4) * px, y0 + rng.uniform(0.2, 0.4) * px
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3)) + (255,)
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
-    return im
-
-
-def _icon(root: Path, theme: str, ctx: str, size: int, name: str, seed: int) -> None:
-    path = root / "icons" / theme / ctx / str(size) / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _drawing(seed, size).save(path)
-
 
 @pytest.fixture(scope="module")
 def icon_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("iconroot")
-    seed = 0
-    for theme in THEMES:
-        for ctx in iconfiles.CONTEXTS:
-            for k in range(2):
-                seed += 1
-                _icon(root, theme, ctx, 32, f"{ctx}-{k}", seed)
-    _icon(root, "Faenza", "apps", 48, "apps-0", 9)  # a second size of a drawing: taken once
-    _icon(root, "Faenza", "apps", 22, "small", 1000)  # below 32 px: not used
-    _icon(root, "oxygen", "apps", 32, "copy", 1)  # Faenza's actions-0 in the test family
+    root = icon_tree(tmp_path_factory.mktemp("iconroot"))
+    add_icon(root, "Faenza", "apps", 48, "apps-0", 9)  # a second size of a drawing: taken once
+    add_icon(root, "Faenza", "apps", 22, "small", 1000)  # below 32 px: not used
+    add_icon(root, "oxygen", "apps", 32, "copy", 1)  # Faenza's actions-0 in the test family
     blank = root / "icons" / "Moka" / "status" / "32" / "blank.png"
     Image.new("RGBA", (32, 32), (0, 0, 0, 0)).save(blank)  # near-blank: dropped
     return root

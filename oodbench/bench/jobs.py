@@ -19,7 +19,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from oodbench.config import ScoreConfig, TrainConfig
+from oodbench.config import TRACKS, ScoreConfig, TrainConfig
 from oodbench.errors import UserError
 from oodbench.io import atomic_write_json, atomic_write_text
 from oodbench.runs import JOBS, RunDir, bench_files, done_keys
@@ -40,10 +40,19 @@ class ReportSpec:
 
 
 @dataclass(frozen=True)
+class SettingsSpec:
+    """The combined report of a bench over several settings (``bench --preset a,b``): each
+    setting's report folder and its runs, relative to --out (bench/settings.py)."""
+
+    folders: tuple[str, ...]
+    runs: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
 class Job:
     kind: str  # one of KINDS
     folder: Path  # the run dir (train, score) or the report's folder
-    config: TrainConfig | ScoreConfig | ReportSpec
+    config: TrainConfig | ScoreConfig | ReportSpec | SettingsSpec
     out: Path  # the bench folder: keys are relative to it, markers live in it
     needs: tuple[str, ...] = ()  # keys of the jobs that must finish first
     units: float = 0.0  # for the time estimate: one training epoch is 1
@@ -121,12 +130,17 @@ def execute(job: Job, quiet: bool = False, threads: int | None = None) -> bool:
 
         torch.set_num_threads(threads)
     worked = {"train": _train, "score": _score, "report": _report}[job.kind](job, quiet)
-    if isinstance(job.config, ReportSpec) and not all(
-        RunDir(job.out / where).is_scored for where in job.config.runs
-    ):
+    if not all(RunDir(job.out / where).is_scored for where in report_runs(job)):
         return worked  # a partial report: rendered again once the missing runs are scored
     atomic_write_json(job.marker, {"kind": job.kind, "where": job.where, "needs": job.needs})
     return worked
+
+
+def report_runs(job: Job) -> tuple[str, ...]:
+    """The runs a report job renders (relative to --out); none for the other kinds."""
+    if isinstance(job.config, SettingsSpec):
+        return tuple(where for runs in job.config.runs for where in runs)
+    return job.config.runs if isinstance(job.config, ReportSpec) else ()
 
 
 # ---------------------------------------------------------------------------- the job kinds
@@ -160,6 +174,14 @@ def _score(job: Job, quiet: bool) -> bool:
     return len(score_run(cfg, quiet=quiet)) > 0
 
 
+def setting_folder(job: Job) -> Path:
+    """The folder of a report job's setting: --out for one setting, --out/<preset> for several
+    (plan.track_dir puts a track folder, far or near, under it when there are several tracks)."""
+    if job.folder != job.out and job.folder.name in TRACKS:
+        return job.folder.parent
+    return job.folder
+
+
 def scored(cfg: ScoreConfig) -> bool:
     """True when metrics.csv holds every (detector, OOD set) row this score call would write and
     summary.json the validation results of every detector (written last by a finished score)."""
@@ -185,6 +207,11 @@ def _report(job: Job, quiet: bool) -> bool:
     from oodbench.report import render
 
     spec = job.config
+    if isinstance(spec, SettingsSpec):  # the combined report of several settings
+        from oodbench.report.across import write_across
+
+        write_across(job.out, spec.folders, spec.runs)
+        return True
     assert isinstance(spec, ReportSpec)
     runs = [job.out / where for where in spec.runs]
     done = [d for d in runs if RunDir(d).is_scored]
@@ -197,8 +224,8 @@ def _report(job: Job, quiet: bool) -> bool:
     if missing:  # re-running the bench command scores them and renders the report again
         note = "## Not finished\n\nThese runs are not scored yet:\n\n" + "\n".join(missing)
         atomic_write_text(report, f"{text.rstrip()}\n\n{note}\n")
-    if spec.tau_sweep:
-        write_tau_table(job.out, done)
+    if spec.tau_sweep:  # one table per setting, next to its track folders
+        write_tau_table(setting_folder(job), done)
     else:
         print_headline(done)
     return True

@@ -7,6 +7,7 @@ Layout under ``--out`` (default ``runs/bench``):
   tau sweep:   ce/, logitnorm-t0.01/, logitnorm-t0.04/, ...  (+ tau_sweep.csv)
   --losses:    one folder per loss, ce/, t2fnorm/, ... (the report adds the loss x detector matrix)
   .jobs/       the done-marker of every finished job (and the launchers' logs)
+  --preset a,b:  a/..., b/... (each setting's layout as above), report.md across them
 """
 
 from __future__ import annotations
@@ -119,10 +120,12 @@ def score_config(cfg: BenchConfig, stage: Stage) -> ScoreConfig:
     )
 
 
-def graph(cfg: BenchConfig) -> list[Job]:
+def graph(cfg: BenchConfig, out: Path | None = None) -> list[Job]:
     """Every job of the bench, each after the jobs it needs: train -> score (per run) -> report
-    (per track folder, after the scores of all its runs)."""
-    out, jobs, trained = Path(cfg.out), [], {}
+    (per track folder, after the scores of all its runs). ``out``: the folder that keeps the
+    done-markers and that keys are relative to, when ``cfg.out`` is one setting's folder in it
+    (bench/settings.py)."""
+    out, jobs, trained = Path(out or cfg.out), [], {}
     reports: dict[Path, list[Job]] = {}
     for stage in plan(cfg):
         if stage.kind == "train":

@@ -16,25 +16,32 @@ from oodbench import losses
 from oodbench.bench.jobs import Job, execute, forget, planned, record_plan
 from oodbench.bench.launch import SERIAL, Launch, describe, run_local, run_slurm
 from oodbench.bench.plan import Stage, graph, plan  # noqa: F401  (Stage, plan: the API)
+from oodbench.bench.settings import settings_graph
 from oodbench.config import BenchConfig, ScoreConfig
 from oodbench.console import stderr
 from oodbench.errors import EnvironmentFault, UserError
 from oodbench.runs import bench_files
 
 
-def run_bench(cfg: BenchConfig, quiet: bool = False, launch: Launch = SERIAL) -> Path:
-    """Run (or resume) the whole bench; return the (last) report's path."""
+def run_bench(cfg: BenchConfig | list[BenchConfig], quiet: bool = False,
+              launch: Launch = SERIAL, out: Path | None = None) -> Path:  # fmt: skip
+    """Run (or resume) the whole bench; return the (last) report's path. Several configs
+    (bench/settings.py: one per preset, each in ``out/<preset>``) make one bench in ``out``."""
+    cfgs = [cfg] if isinstance(cfg, BenchConfig) else list(cfg)
     try:
-        return _run_bench(cfg, launch, quiet)
+        return _run_bench(cfgs, Path(out or cfgs[0].out), launch, quiet)
     except EnvironmentFault as fault:  # a full disk hours in: say how to keep what is done
         then = "finished stages are kept; then rerun the same bench with --resume"
         raise fault.with_next(then) from fault
 
 
-def _run_bench(cfg: BenchConfig, launch: Launch, quiet: bool) -> Path:
-    _check_names(cfg)  # unknown detectors, losses or sets fail now, not hours in
-    jobs = graph(cfg)  # train -> score -> report, each keyed by its inputs
-    _check_out(cfg, jobs)  # runs already there: --resume continues them, --overwrite replaces
+def _run_bench(cfgs: list[BenchConfig], out: Path, launch: Launch, quiet: bool) -> Path:
+    for cfg in cfgs:  # unknown detectors, losses or sets fail now, not hours in
+        _check_names(cfg)
+    # train -> score -> report, each keyed by its inputs (several settings: a combined report)
+    jobs = graph(cfgs[0]) if len(cfgs) == 1 else settings_graph(cfgs, out)
+    cfg = cfgs[0]  # --resume and --overwrite are the same for every setting
+    _check_out(cfg, out, jobs)  # runs already there: --resume continues them, --overwrite replaces
     if not launch.dry_run:
         record_plan(jobs)  # the same command again continues these jobs
     if cfg.overwrite:
@@ -49,7 +56,7 @@ def _run_bench(cfg: BenchConfig, launch: Launch, quiet: bool) -> Path:
     run_serial(jobs if launch.launcher == "serial" else [j for j in jobs if j.kind == "report"],
                quiet)  # fmt: skip
     if failed:  # the report rendered what is done and listed the rest
-        raise UserError(describe(failed, Path(cfg.out)))
+        raise UserError(describe(failed, out))
     stderr.print(f"[bold cyan]bench[/] report: {report}")
     return report
 
@@ -79,8 +86,7 @@ def _check_names(cfg: BenchConfig) -> None:
               cfg.ood_sets())  # a set in both roles fails now  # fmt: skip
 
 
-def _check_out(cfg: BenchConfig, jobs: list[Job]) -> None:
-    out = Path(cfg.out)
+def _check_out(cfg: BenchConfig, out: Path, jobs: list[Job]) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder for the bench runs and report")
     started = [j.folder for j in jobs if j.kind == "train" and j.folder.exists()]
@@ -88,7 +94,7 @@ def _check_out(cfg: BenchConfig, jobs: list[Job]) -> None:
     same = {j.key for j in jobs} <= planned(out)
     if started and not (cfg.resume or cfg.overwrite or same):
         raise UserError(
-            f"{cfg.out} already holds runs ({started[0].name}, ...); pass --resume to continue "
+            f"{out} already holds runs ({started[0].name}, ...); pass --resume to continue "
             "them, --overwrite to start again, or choose another --out"
         )
 

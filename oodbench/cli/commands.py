@@ -205,7 +205,12 @@ def import_(
 
 def bench(
     preset: Annotated[
-        str, typer.Option(help="offline (Fashion-MNIST, CPU), paper-cifar10 or paper-cifar100.")
+        str,
+        typer.Option(
+            help="offline (Fashion-MNIST, CPU), paper-cifar10, paper-cifar100, icons-wrn16, "
+            "icons-wrn40 or alnum-wrn16. Several, comma-separated: one setting each under "
+            "--out/<preset> and a combined report; the other options apply to every setting."
+        ),
     ] = "offline",
     out: Annotated[Path, typer.Option(help="Folder for the runs and the report.")] = Path(
         "runs/bench"
@@ -260,14 +265,16 @@ def bench(
     ] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Run the whole benchmark: train each loss (default CE, LogitNorm), score, report."""
+    """Run the whole benchmark: train each loss (default CE, LogitNorm), score, report.
+    --preset a,b runs several settings as one resumable bench; the options given apply to
+    every setting."""
     from oodbench.bench.launch import Launch
     from oodbench.bench.runner import run_bench
-    from oodbench.config import BenchConfig
+    from oodbench.bench.settings import setting_configs
 
     seed_list = _ints(seeds, "--seeds") if seeds else (seed,)
-    cfg = BenchConfig(
-        preset=preset, out=str(out), epochs=epochs, tau=tau, seeds=seed_list,
+    cfgs = setting_configs(
+        preset, out=str(out), epochs=epochs, tau=tau, seeds=seed_list,
         tau_sweep=_floats(tau_sweep, "--tau-sweep"), detectors=tuple(detector or ("all",)),
         ood=tuple(ood or ()), subset=subset, val_size=val_size, device=device,
         root=str(root) if root else None, download=download, resume=resume, overwrite=overwrite,
@@ -277,4 +284,4 @@ def bench(
     )  # fmt: skip
     devs = tuple(x.strip() for x in (devices or "").split(",") if x.strip())
     launch = Launch(launcher, jobs, devs, slurm_partition, slurm_gpus_per_job, slurm_time, dry_run)
-    run_bench(cfg, quiet=quiet, launch=launch)
+    run_bench(cfgs, quiet=quiet, launch=launch, out=out)
