@@ -180,3 +180,35 @@ def test_slurm_submits_each_job_after_the_ids_of_what_it_needs(
         f"afterok:{by_name['oodbench-train-seed1-ce']}"
     )
     assert _directive(sent[by_name["oodbench-report"]], "dependency").startswith("afterany:")
+
+
+def test_a_run_scored_before_the_overconfidence_track_is_not_skipped(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench --resume asks ``scored`` whether a score job has work left; beside metrics.csv and
+    summary.json (the shared run was scored without validation sets, so ``scored`` itself is
+    False) it asks ``track_scored``: a run that lacks failure.csv or shift.csv (scored before
+    issue 24), or the shifted sets' rows, is scored again, which adds only them
+    (test_overconfidence: score fills in the missing failure rows of a scored run)."""
+    from _cli import DETECTORS, OOD
+
+    from oodbench.config import ScoreConfig
+    from oodbench.runs import RunDir
+    from oodbench.scoring import confidence
+
+    cfg = ScoreConfig(run_dir=str(run), detectors=DETECTORS, ood=OOD, device="cpu")
+    d, labels = RunDir(run), list(DETECTORS)
+    assert jobs_mod.track_scored(d, cfg, labels)  # every row (no shifted sets in the tests)
+    assert not jobs_mod.track_scored(d, cfg, [*labels, "knn"])  # a detector without rows
+    for name in ("failure.csv", "shift.csv"):
+        kept = (run / name).read_text()
+        (run / name).unlink()  # as a run scored before the track
+        assert not jobs_mod.track_scored(d, cfg, labels), name
+        (run / name).write_text(kept)
+    # with shifted sets: the mix's failure rows, their shift rows and fsood.csv are needed too
+    monkeypatch.setattr(confidence, "shift_names", lambda id_name: ["fashion-mnist-blur-1"])
+    assert not jobs_mod.track_scored(d, cfg, labels)
+    assert jobs_mod.track_scored(d, replace(cfg, shift=False), labels)  # --no-shift
+    (run / "failure.csv").write_text("")  # damaged: the usual one-line error
+    with pytest.raises(UserError, match="failure.csv is not a readable CSV"):
+        jobs_mod.track_scored(d, cfg, labels)

@@ -73,6 +73,58 @@ def test_a_change_that_flips_sign_across_seeds_is_not_significant() -> None:
     assert "*" not in matrix_tables(m1)[2].rows[0][1].text
 
 
+def _failure(aurc: dict[tuple[str, int], float], groups: list[Group]) -> pd.DataFrame:
+    """failure.csv rows as report.confidence.load tags them: (loss, seed) -> MSP's AURC on the
+    ID test set (AUGRC = AURC / 2), plus a shifted-mix row the matrix must ignore."""
+    label = {g.loss: g.label for g in groups}
+    rows = []
+    for (loss, seed), value in aurc.items():
+        for dataset, v in (("fashion-mnist", value), ("fashion-mnist-shifted-mix", 99.0)):
+            rows.append({"run": f"/r/{loss}{seed}", "group": label[loss], "detector": "msp",
+                         "dataset": dataset, "aurc": v, "augrc": v / 2})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_failure_detection_joins_the_matrix_with_holm_and_lower_is_better() -> None:
+    values = {("ce", s): (40.0, 60.0) for s in range(3)} | {
+        ("t2fnorm", s): (30.0, 50.0) for s in range(3)}  # fmt: skip
+    aurc = {("ce", 0): 5.0, ("ce", 1): 6.0, ("ce", 2): 5.5,
+            ("t2fnorm", 0): 7.0, ("t2fnorm", 1): 8.5, ("t2fnorm", 2): 7.6}  # fmt: skip
+    groups = make_groups([_run(loss, seed) for loss, seed in values])
+    mx = loss_matrix(_tidy(values), groups, failure=_failure(aurc, groups))
+    ce, t2 = (g.label for g in groups)
+    assert mx.failure_metrics == ("aurc", "augrc")
+    assert mx.value(ce, "msp", "aurc") == pytest.approx(5.5)  # the mix's 99 is not read
+    assert mx.value(t2, "msp", "aurc_delta") == pytest.approx(np.mean([2.0, 2.5, 2.1]))
+    assert mx.value(t2, "msp", "augrc_delta") == pytest.approx(np.mean([1.0, 1.25, 1.05]))
+    lo, hi = mx.value(t2, "msp", "aurc_lo"), mx.value(t2, "msp", "aurc_hi")
+    assert lo < mx.value(t2, "msp", "aurc") < hi  # an interval over seeds, as the OOD cells
+    assert mx.value(t2, "msp", "aurc_significant") == 1.0  # one test in the family: Holm = p
+    assert mx.value(t2, "msp", "aurc_p_holm") == pytest.approx(mx.value(t2, "msp", "aurc_p"))
+    assert set(mx.frame["track"]) == {"all"}  # the OOD metrics' track is unchanged
+    titles = [t.title for t in matrix_tables(mx)]
+    assert titles[4:8] == ["AURC ↓: loss × detector", "AUGRC ↓: loss × detector",
+                           f"ΔAURC vs {ce}", f"ΔAUGRC vs {ce}"]  # fmt: skip
+    change = matrix_tables(mx)[6]  # AURC went up: worse, in red
+    assert change.rows[0][1].text == "+2.20* ✗" and change.rows[0][1].tone == "bad"
+    assert "failure detection on the ID test set (track failure)" in change.notes[0]
+    # no failure rows (runs scored before issue 24): the matrix has the OOD metrics only
+    plain = loss_matrix(_tidy(values), groups, failure=pd.DataFrame())
+    assert plain.failure_metrics == () and len(matrix_tables(plain)) == len(titles) - 4
+
+
+def test_the_failure_heatmap_draws_aurc_and_augrc(tmp_path: Path) -> None:
+    from oodbench.report.plots import FAILURE_HEATMAP, loss_heatmap
+
+    values = {(loss, 0): (40.0, 60.0) for loss in ("ce", "t2fnorm", "regmixup")}
+    groups = make_groups([_run(loss, seed) for loss, seed in values])
+    aurc = {("ce", 0): 5.0, ("t2fnorm", 0): 7.0, ("regmixup", 0): 4.0}
+    mx = loss_matrix(_tidy(values), groups, failure=_failure(aurc, groups))
+    assert [s for _, s, _ in FAILURE_HEATMAP] == [-1.0, -1.0]  # lower AURC/AUGRC is greener
+    path = loss_heatmap(mx, tmp_path / "failure.png", FAILURE_HEATMAP)
+    assert path is not None and path.stat().st_size > 5000
+
+
 def test_the_ce_logitnorm_pair_alone_keeps_its_old_report() -> None:
     pair = [Group("CE", "ce", "m", "d"), Group("LogitNorm", "logitnorm", "m", "d")]
     assert not wanted(pair)

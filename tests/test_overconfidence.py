@@ -121,6 +121,10 @@ def _check_report(run: Path, tmp_path: Path) -> None:
         assert heading in md, heading
     assert "Failure (ID): AURC ↓" in md and "Δ T2FNorm vs CE" in md
     assert (tmp_path / "plots" / "risk_coverage_msp.png").stat().st_size > 1000
+    # failure detection in the loss x detector matrix: tables, heatmap, one-seed note
+    assert "AURC ↓: loss × detector" in md and "ΔAUGRC vs CE" in md
+    assert (tmp_path / "plots" / "failure_heatmap.png").stat().st_size > 5000
+    assert "no paired test is possible" in md
     doc = json.loads(render(dirs, "json"))
     over = pd.DataFrame(doc["overconfidence"])
     ece = over[(over["measure"] == "ece")].set_index("group")["value"]
@@ -129,6 +133,12 @@ def _check_report(run: Path, tmp_path: Path) -> None:
     assert {"failure", "shift", "fsood"} <= set(doc)
     render(dirs, "csv", out=tmp_path / "far.csv")
     failure = pd.read_csv(tmp_path / "far.failure.csv")
+    matrix = pd.read_csv(tmp_path / "far.matrix.csv").set_index(["loss", "detector"])
+    assert matrix.loc[("ce", "msp"), "aurc"] == pytest.approx(
+        failure.query("loss == 'ce' and detector == 'msp' and dataset == 'fashion-mnist'")
+        ["aurc"].iloc[0], abs=1e-4)  # fmt: skip
+    assert matrix.loc[("t2fnorm", "msp"), "aurc_delta"] == pytest.approx(0.0, abs=1e-9)
+    assert {"aurc_p_holm", "augrc_q_bh", "augrc_significant"} <= set(matrix.columns)
     assert set(failure["detector"]) == set(DETECTORS) and len(failure) == 2 * 2 * len(DETECTORS)
     assert len(pd.read_csv(tmp_path / "far.overconfidence.csv")) > 10
     _check_results_section(tmp_path)
@@ -153,3 +163,59 @@ def _check_results_section(folder: Path) -> None:
     text = page.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
     assert "| Failure (ID): AURC ↓ |" in text and "| Severity |" in text
+
+
+def _measures(diffs: dict[str, list[float]]) -> tuple[pd.DataFrame, list]:
+    """A measures() table for CE and LogitNorm over len(diffs[...]) seeds: CE at 10 for every
+    measure, LogitNorm at 10 + diff; and the two report groups."""
+    from oodbench.report.load import Run
+    from oodbench.report.tables import make_groups
+
+    seeds = range(len(next(iter(diffs.values()))))
+    runs = [Run(Path(f"/r/{loss}{s}"), f"{loss}{s}", loss, None, {}, "m", "fashion-mnist", s, {})
+            for loss in ("ce", "logitnorm") for s in seeds]  # fmt: skip
+    rows = [{"run": str(r.path), "seed": r.seed}
+            | {m: 10.0 + (d[r.seed] if r.loss == "logitnorm" else 0.0) for m, d in diffs.items()}
+            for r in runs]  # fmt: skip
+    return pd.DataFrame(rows), make_groups(runs)
+
+
+def test_overconfidence_changes_are_holm_corrected_over_the_loss_column() -> None:
+    from scipy.stats import ttest_1samp
+
+    from oodbench.report.confidence import overconfidence_frame, overconfidence_table
+
+    diffs = {"ece": [1.0, 1.1, 0.9], "accuracy": [2.0, 3.0, 1.8], "nll": [0.1, -0.1, 0.05],
+             "brier": [0.5, -0.4, 0.2]}  # fmt: skip
+    table, groups = _measures(diffs)
+    frame = overconfidence_frame(table, groups, "msp")
+    ln = frame[frame["group"] == "LogitNorm"].set_index("measure")
+    raw = {m: ttest_1samp(d, 0.0).pvalue for m, d in diffs.items()}
+    assert ln["delta_p"].to_dict() == pytest.approx(raw)
+    order = sorted(raw, key=raw.get)  # Holm by hand: (k - i) p_(i), running maximum, at most 1
+    holm, top = {}, 0.0
+    for i, m in enumerate(order):
+        top = max(top, min(1.0, (len(order) - i) * raw[m]))
+        holm[m] = top
+    assert ln["delta_p_holm"].to_dict() == pytest.approx(holm)
+    assert raw["accuracy"] < 0.05 < holm["accuracy"]  # the case correction is for
+    assert ln.loc["ece", "significant"] and not ln.loc["accuracy", "significant"]
+    assert set(ln["family"]) == {"LogitNorm vs CE: every measure of the Overconfidence table "
+                                 "(msp)"}  # fmt: skip
+    spec = overconfidence_table(frame, groups, "msp")
+    cells = {row[0].text: row[3] for row in spec.rows}
+    assert cells["ID ECE ↓"].text.endswith("*") and cells["ID ECE ↓"].tone == "bad"
+    acc = cells["ID accuracy ↑"]  # its interval excludes 0, yet Holm says not significant
+    assert "*" not in acc.text and acc.tone is None and "[+" in acc.text
+    assert any("Holm-adjusted" in n and "(4 for LogitNorm)" in n for n in spec.notes)
+
+
+def test_one_seed_says_no_paired_test_instead_of_stars() -> None:
+    from oodbench.report.confidence import overconfidence_frame, overconfidence_table
+
+    table, groups = _measures({"ece": [5.0], "accuracy": [-3.0]})
+    frame = overconfidence_frame(table, groups, "msp")
+    assert frame["delta_p"].isna().all() and not frame["significant"].any()
+    spec = overconfidence_table(frame, groups, "msp")
+    assert all("*" not in row[3].text for row in spec.rows)
+    assert any("no paired test is possible" in n for n in spec.notes)

@@ -183,8 +183,9 @@ def setting_folder(job: Job) -> Path:
 
 
 def scored(cfg: ScoreConfig) -> bool:
-    """True when metrics.csv holds every (detector, OOD set) row this score call would write and
-    summary.json the validation results of every detector (written last by a finished score)."""
+    """True when metrics.csv holds every (detector, OOD set) row this score call would write,
+    summary.json the validation results of every detector (written last by a finished score)
+    and the run has the overconfidence track's rows (``track_scored``)."""
     from oodbench.scoring.run import build_detectors
     from oodbench.scoring.tune import explicit_params, grid_of
 
@@ -198,7 +199,32 @@ def scored(cfg: ScoreConfig) -> bool:
     labels = [det.label for det in detectors]
     done = done_keys(run.metrics)
     rows = all((lab, o, cfg.protocol, cfg.convention) in done for lab in labels for o in cfg.ood)
-    return rows and set(labels) <= set(run.read_summary().get("validation") or {})
+    validated = set(labels) <= set(run.read_summary().get("validation") or {})
+    return rows and validated and track_scored(run, cfg, labels)
+
+
+def track_scored(run: RunDir, cfg: ScoreConfig, labels: list[str]) -> bool:
+    """The overconfidence track's rows (issue 24) are there: failure.csv for every detector on
+    the ID test set (and the shifted mix), shift.csv for the ID test set (and every shifted
+    set), fsood.csv for every (detector, OOD set) when there are shifted sets. A run scored
+    before the track is scored again, which adds only these rows (its metrics.csv rows and
+    cached scores are kept). Reads three small CSVs: no data, no network."""
+    from oodbench.scoring import rowfiles as R
+    from oodbench.scoring.confidence import MIX, shift_names
+
+    id_name = str(run.read_config()["dataset"])
+    shifted = shift_names(id_name) if cfg.shift else []
+    sets = [id_name, *([f"{id_name}-{MIX}"] if shifted else [])]
+    failure = R.read_rows(run.table(R.FAILURE_FILE), R.FAILURE_COLUMNS)
+    have = set(zip(failure["detector"].astype(str), failure["dataset"].astype(str), strict=True))
+    if not {(lab, s) for lab in labels for s in sets} <= have:
+        return False
+    shift = R.read_rows(run.table(R.SHIFT_FILE), R.SHIFT_COLUMNS)
+    if not {id_name, *shifted} <= set(shift["dataset"].astype(str)):
+        return False
+    fsood = done_keys(run.table(R.FSOOD_FILE)) if shifted else set()
+    return all((lab, o, cfg.protocol, cfg.convention) in fsood
+               for lab in labels for o in cfg.ood) if shifted else True  # fmt: skip
 
 
 def _report(job: Job, quiet: bool) -> bool:

@@ -129,11 +129,10 @@ def _plots(report: Report, folder: Path, detector: str) -> list[tuple[str, Path]
     for test in report.ranks or []:
         path = cd_diagram(test, folder / f"cd_{slug(test.name)}.png")
         made.append((f"Critical-difference diagram: {test.name}", path))
-    if report.failure_matrix is not None:
-        from oodbench.report.plots import loss_heatmap
+    if report.matrix is not None and report.matrix.failure_metrics:
+        from oodbench.report.plots import FAILURE_HEATMAP, loss_heatmap
 
-        failure = loss_heatmap(report.failure_matrix, folder / "failure_heatmap.png",
-                               (("aurc", -1.0, "AURC"), ("augrc", -1.0, "AUGRC")))  # fmt: skip
+        failure = loss_heatmap(report.matrix, folder / "failure_heatmap.png", FAILURE_HEATMAP)
         made += [("Loss × detector: failure detection, change vs CE", failure)] if failure else []
     return made
 

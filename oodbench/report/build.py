@@ -95,14 +95,16 @@ def _layout(report: Report, ref: pd.DataFrame, image_bootstrap: int = IMAGE_BOOT
         sections.append(
             (f"{pair[0].label} vs {pair[1].label}", _pair_tables(report, ref, pair, used))
         )
+    confidence = C.attach(report)  # overconfidence, failure, calibration, shift, FSOOD
     if M.wanted(report.groups):  # several losses: which loss, with which detector?
         positive = "ood" if report.convention == "ood-positive" else "id"
-        report.matrix = M.loss_matrix(report.tidy, report.groups, image_bootstrap, positive)
+        report.matrix = M.loss_matrix(report.tidy, report.groups, image_bootstrap, positive,
+                                      report.confidence.failure)  # fmt: skip
         sections.append(("Loss × detector matrix", M.matrix_tables(report.matrix)))
     group_of = {str(r.path): g.label for g in report.groups for r in g.runs}
     report.ranks, rank_tables = R.section(report.tidy, group_of, [g.label for g in report.groups])
     sections.append(("Rank statistics", rank_tables))
-    sections += C.attach(report)  # overconfidence, failure, calibration, shift, FSOOD
+    sections += confidence
     detail = [_per_ood_table(report, ref, det, used) for det in report.detectors]
     sections.append(("Per OOD set", detail))
     report.sections = sections

@@ -3,7 +3,9 @@ fsood.csv (oodbench.scoring.rowfiles) beside metrics.csv:
 
 * Overconfidence: per loss, side by side, ID calibration, accuracy and calibration under
   covariate shift, failure detection and OOD detection of one confidence score (MSP unless the
-  report lacks it), with the change against CE paired by seed.
+  report lacks it), with the change against CE paired by seed, its t-test p and, Holm- and
+  BH-adjusted (``report.stats``) over the family "one loss vs CE: every measure of its Δ
+  column", the Holm p that marks it significant.
 * Failure detection per detector (AURC, E-AURC, AUGRC, AUROC, FPR95 of correct vs wrong).
 * Calibration: ECE, NLL and Brier, raw and temperature-scaled.
 * Covariate shift per severity and per corruption; full-spectrum OOD per detector.
@@ -24,10 +26,12 @@ import oodbench.report.tables as T
 from oodbench.metrics import paired_interval
 from oodbench.report.load import Run
 from oodbench.report.spec import Cell, TableSpec, num, num_ci
+from oodbench.report.stats import STAR_TEXT, adjust_families, paired_p, significant
 from oodbench.runs import RunDir, read_metrics
 from oodbench.scoring import rowfiles as R
 
-SIG = "*"  # a change whose 95% paired interval over seeds excludes zero
+SIG = "*"  # a change whose Holm-adjusted p (over its family, FAMILY_TEXT) is below 0.05
+FAMILY_TEXT = "{loss} vs {ce}: every measure of the Overconfidence table ({det})"
 FAILURE_NAMES = {"aurc": "AURC", "eaurc": "E-AURC", "augrc": "AUGRC", "auroc": "AUROC",
                  "fpr95": "FPR95"}  # fmt: skip
 FAILURE_LOWER = {"aurc": True, "eaurc": True, "augrc": True, "auroc": False, "fpr95": True}
@@ -135,32 +139,39 @@ def _mean_ci(values: list[float]) -> tuple[float, float, float]:
     return float(np.mean(v)), *(ci if ci else (np.nan, np.nan))
 
 
-def _change(ours: pd.DataFrame, base: pd.DataFrame, col: str) -> tuple[float, float, float]:
-    """Mean change against the baseline paired by seed, and its 95% t-interval (NaN with one
-    shared seed)."""
+def _change(ours: pd.DataFrame, base: pd.DataFrame, col: str) -> dict[str, float]:
+    """Mean change against the baseline paired by seed, its 95% t-interval and the t-test's
+    two-sided p (NaN with fewer than two shared seeds)."""
     a, b = ours.set_index("seed")[col], base.set_index("seed")[col]
     diffs = [float(a[s] - b[s]) for s in a.index if s in b.index and np.isfinite(a[s] - b[s])]
     if not diffs:
-        return np.nan, np.nan, np.nan
-    ci = paired_interval(diffs)
-    return float(np.mean(diffs)), *(ci if ci else (np.nan, np.nan))
+        return dict(NO_CHANGE)
+    lo, hi = paired_interval(diffs) or (np.nan, np.nan)
+    return {"delta": float(np.mean(diffs)), "delta_lo": lo, "delta_hi": hi,
+            "delta_p": paired_p(diffs)}  # fmt: skip
 
 
-def change_cell(delta: float, lo: float, hi: float, lower: bool | None) -> Cell:
+NO_CHANGE = {"delta": np.nan, "delta_lo": np.nan, "delta_hi": np.nan, "delta_p": np.nan}
+
+
+def change_cell(delta: float, lo: float, hi: float, lower: bool | None, sig: bool) -> Cell:
+    """The change, ✓/✗ by direction, its (uncorrected) 95% t-interval, and ``SIG`` and a
+    colour when ``sig`` (Holm-adjusted p < 0.05 within its family)."""
     if not np.isfinite(delta):
         return Cell("—")
     better = None if lower is None or delta == 0 else (delta < 0) == lower
     mark = {True: " ✓", False: " ✗", None: ""}[better]
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return Cell(f"{delta:+.2f}{mark} [n/a]")
-    significant = lo > 0 or hi < 0
-    tone = {True: "good", False: "bad", None: None}[better] if significant else None
-    return Cell(f"{delta:+.2f}{mark} [{lo:+.2f}, {hi:+.2f}]{SIG if significant else ''}",
-                tone=tone)  # fmt: skip
+    tone = {True: "good", False: "bad", None: None}[better] if sig else None
+    return Cell(f"{delta:+.2f}{mark} [{lo:+.2f}, {hi:+.2f}]{SIG if sig else ''}", tone=tone)
 
 
-def overconfidence_frame(table: pd.DataFrame, groups: list[T.Group]) -> pd.DataFrame:
-    """Tidy: one row per (group, measure) with mean, interval, change vs CE and its interval."""
+def overconfidence_frame(table: pd.DataFrame, groups: list[T.Group], det: str = "msp"
+                         ) -> pd.DataFrame:  # fmt: skip
+    """Tidy: one row per (group, measure) with mean, interval, the change vs CE, its interval,
+    raw p (delta_p), Holm p (delta_p_holm) and BH q (delta_q_bh) within ``family`` (one loss vs
+    CE, every measure of the table: ``FAMILY_TEXT``), and significant (Holm p < 0.05)."""
     by_group = {g.label: table[table["run"].isin([str(r.path) for r in g.runs])] for g in groups}
     ce = [g.label for g in groups if g.loss == "ce"]
     base = by_group[ce[0]] if len(ce) == 1 else None
@@ -173,12 +184,17 @@ def overconfidence_frame(table: pd.DataFrame, groups: list[T.Group]) -> pd.DataF
             mean, lo, hi = _mean_ci(sub[col].tolist())
             rec = {"group": g.label, "loss": g.loss, "measure": col, "label": label,
                    "n_seeds": len(sub), "value": mean, "value_lo": lo, "value_hi": hi}  # fmt: skip
-            d = _change(sub, base, col) if base is not None and g.label != ce[0] else (np.nan,) * 3
-            rec |= {"delta": d[0], "delta_lo": d[1], "delta_hi": d[2],
-                    "significant": bool(np.isfinite(d[1]) and (d[1] > 0 or d[2] < 0)),
-                    "lower_is_better": lower}  # fmt: skip
+            compared = base is not None and g.label != ce[0]
+            rec |= _change(sub, base, col) if compared else NO_CHANGE
+            rec |= {"lower_is_better": lower, "family": FAMILY_TEXT.format(
+                loss=g.label, ce=ce[0], det=det) if compared else ""}  # fmt: skip
             records.append(rec)
-    return pd.DataFrame(records)
+    frame = pd.DataFrame(records)
+    if frame.empty:
+        return frame
+    frame = adjust_families(frame, ["family"], "delta_p")
+    frame["significant"] = [significant(p) for p in frame["delta_p_holm"]]
+    return frame
 
 
 def overconfidence_table(frame: pd.DataFrame, groups: list[T.Group], det: str) -> TableSpec:
@@ -201,7 +217,8 @@ def overconfidence_table(frame: pd.DataFrame, groups: list[T.Group], det: str) -
             half = (r["value_hi"] - r["value_lo"]) / 2 if np.isfinite(r["value_lo"]) else None
             row.append(Cell(num(r["value"], half, 3 if col == "temperature" else 2)))
             if ce and g.label != ce:
-                row.append(change_cell(r["delta"], r["delta_lo"], r["delta_hi"], lower))
+                row.append(change_cell(r["delta"], r["delta_lo"], r["delta_hi"], lower,
+                                       bool(r["significant"])))  # fmt: skip
         rows.append(row)
     notes = [
         f"Confidence score: {det} (failure, OOD and full-spectrum rows). ID = the ID test set; "
@@ -209,10 +226,28 @@ def overconfidence_table(frame: pd.DataFrame, groups: list[T.Group], det: str) -
         "(one corrupted copy per test image); OOD = mean over the test OOD sets; full-spectrum "
         "OOD counts the shifted mix as ID (OpenOOD v1.5's FSOOD).",
         "Values in %, NLL in nats; ± is half the 95% t-interval over seeds (none with one "
-        f"seed). Δ = loss − {ce}, paired by seed, with its 95% paired t-interval; {SIG} and "
-        "colour: the interval excludes 0 (uncorrected); n/a: one seed, no interval.",
+        f"seed). Δ = loss − {ce}, paired by seed, with its 95% paired t-interval (uncorrected); "
+        f"n/a: one seed, no interval.",
+        *_significance_notes(frame, ce, det),
     ]
     return TableSpec("Overconfidence, per loss", cols, rows, notes)
+
+
+def _significance_notes(frame: pd.DataFrame, ce: str | None, det: str) -> list[str]:
+    """Which family Holm corrects over, or why nothing can be significant."""
+    if ce is None:
+        return []
+    tested = frame[np.isfinite(frame["delta_p"].astype(float))]
+    if tested.empty:
+        return ["One seed per loss (or no seed shared with CE): no paired test is possible, so "
+                "no change is marked significant; Δ is the difference of single runs."]  # fmt: skip
+    k = tested.groupby("family").size()
+    sizes = ", ".join(f"{n} for {f.split(' vs ')[0]}" for f, n in k.items())
+    family = FAMILY_TEXT.format(loss="one loss", ce=ce, det=det)
+    return [f"{STAR_TEXT}, the family being {family}: one paired t-test per measure "
+            f"(scipy), Holm and BH with statsmodels over the family's tests ({sizes}); "
+            "colour as ✓/✗ only when significant. The CSV/JSON keep delta_p, delta_p_holm "
+            "and delta_q_bh."]  # fmt: skip
 
 
 # ------------------------------------------------------------------ per-detector tables
@@ -340,7 +375,7 @@ def sections(conf: Confidence, per_run: pd.DataFrame, groups: list[T.Group],
     if conf.empty:
         return [], pd.DataFrame()
     runs = [r for g in groups for r in g.runs]
-    frame = overconfidence_frame(measures(conf, per_run, runs), groups)
+    frame = overconfidence_frame(measures(conf, per_run, runs), groups, conf.detector)
     out: Sections = []
     if len(frame):
         out.append(("Overconfidence", [overconfidence_table(frame, groups, conf.detector)]))

@@ -189,9 +189,6 @@ def to_json(report: Report) -> str:
         "matrix": _records(report.matrix.frame if report.matrix is not None else None),
         "paper_changes": _records(report.changes),
         **{k: _records(v) for k, v in confidence_tables(report).items()},
-        "failure_matrix": _records(
-            report.failure_matrix.frame if report.failure_matrix is not None else None
-        ),  # fmt: skip
         "rows": _records(report.tidy),
         "references": [{"source": s, "note": n} for s, n in report.references],
         "plots": [{"title": t, "path": str(p)} for t, p in report.plots],

@@ -4,13 +4,15 @@ One row per (setting, loss column, detector) of the report: FPR95 and AUROC aver
 OOD sets every run shares, then mean and 95% t-interval over seeds; the change against CE
 paired by seed, with a paired t-interval (``metrics.paired_interval``), its raw p-value, the
 Holm-adjusted p and the BH q-value within its family (``report.families``), and "significant"
-only when the Holm-adjusted p is below 0.05 (two seeds at least). Rendered as tables here and
-as a heatmap in plots.py.
+only when the Holm-adjusted p is below 0.05 (two seeds at least). When the runs have failure.csv
+rows (issue 24), AURC and AUGRC of each detector on the ID test set (failure detection: correct
+vs misclassified) join the same rows with the same columns, their families on the track
+``failure``. Rendered as tables here and as heatmaps in plots.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -28,6 +30,12 @@ from oodbench.report.spec import SUMMARY_KEYS, Cell, TableSpec, num
 from oodbench.report.stats import STAR_TEXT
 
 METRICS = ("fpr95", "auroc")
+FAILURE_METRICS = ("aurc", "augrc")  # failure detection on the ID test set, lower is better
+FAILURE_TRACK = "failure"  # the track of their families (the OOD metrics': far, near, ...)
+TWO_LEVEL_TEXT = (" and, from the cached scores, the two-level paired bootstrap over seeds and "
+                  "test images (m_delta_2l_lo/hi).")  # fmt: skip
+FAILURE_TEXT = ("Failure detection on the ID test set (correct vs misclassified images, each "
+                "run's failure.csv), mean over seeds")  # fmt: skip
 SIG = "*"  # marks a change whose Holm-adjusted p (within its family) is below 0.05
 
 
@@ -45,6 +53,12 @@ class Matrix:
     @property
     def detectors(self) -> list[str]:
         return self.order or list(dict.fromkeys(self.frame["detector"]))
+
+    @property
+    def failure_metrics(self) -> tuple[str, ...]:
+        """AURC and AUGRC when the runs had failure.csv rows, else none."""
+        return tuple(m for m in FAILURE_METRICS
+                     if m in self.frame and self.frame[m].notna().any())  # fmt: skip
 
     def value(self, group: str, detector: str, column: str) -> float:
         """A row's value; a detector in both settings (no grid) reads its tuned-family row."""
@@ -71,12 +85,18 @@ def per_run_averages(tidy: pd.DataFrame, group_of_run: dict[str, str]) -> pd.Dat
 
 
 def loss_matrix(
-    tidy: pd.DataFrame, groups: list[T.Group], n_boot: int = 0, positive: str = "id"
+    tidy: pd.DataFrame,
+    groups: list[T.Group],
+    n_boot: int = 0,
+    positive: str = "id",
+    failure: pd.DataFrame | None = None,
 ) -> Matrix:
     """Columns: track, setting, group, loss, detector, n_seeds, coincides_with, and per metric
     m: m (mean over seeds), m_lo, m_hi (interval of the mean), m_delta (vs CE, paired by seed),
     m_delta_lo, m_delta_hi, m_p, m_p_holm, m_q_bh, m_significant (see families.family_tests),
-    and with ``n_boot`` > 0 m_delta_2l_lo, m_delta_2l_hi (imageboot.add_two_level)."""
+    and with ``n_boot`` > 0 m_delta_2l_lo, m_delta_2l_hi (imageboot.add_two_level). With
+    ``failure`` (the runs' failure.csv rows, tagged with ``run`` and ``group`` as
+    ``report.confidence.load`` does) the same columns for AURC and AUGRC (``with_failure``)."""
     group_of = {str(r.path): g.label for g in groups for r in g.runs}
     seed_of = {str(r.path): r.seed for g in groups for r in g.runs}
     loss_of = {str(r.path): g.loss for g in groups for r in g.runs}
@@ -94,7 +114,33 @@ def loss_matrix(
         sets = rows.groupby(["detector", "run"])["ood_dataset"].apply(set).groupby("detector")
         common = {str(d): sorted(set.intersection(*s.tolist())) for d, s in sets}
         frame = add_two_level(frame, groups, baseline, common, METRICS, n_boot, positive)
-    return Matrix(frame, groups, baseline, list(dict.fromkeys(avg["detector"])))
+    mx = Matrix(frame, groups, baseline, list(dict.fromkeys(avg["detector"])))
+    return with_failure(mx, failure) if failure is not None else mx
+
+
+def with_failure(mx: Matrix, failure: pd.DataFrame) -> Matrix:
+    """``mx`` plus AURC and AUGRC per (setting, loss, detector) from the failure.csv rows on
+    each run's ID test set: mean and t-interval over seeds, the change against CE paired by
+    seed, its raw p, Holm p and BH q within the family one loss vs CE x setting x metric on the
+    track ``failure`` (every detector of the matrix that has failure rows), as family_tests
+    does for the OOD metrics. Runs without failure rows leave the columns empty (NaN)."""
+    if failure.empty or not {"run", "group", "dataset"} <= set(failure.columns):
+        return mx
+    ids = {g.label: g.id_dataset for g in mx.groups}
+    rows = failure[failure["dataset"] == failure["group"].map(ids)]
+    rows = rows[rows["detector"].isin(mx.detectors)]
+    if rows.empty:
+        return mx
+    seed_of = {str(r.path): r.seed for g in mx.groups for r in g.runs}
+    rows = rows.assign(seed=rows["run"].map(seed_of),
+                       loss=rows["group"].map({g.label: g.loss for g in mx.groups}))  # fmt: skip
+    tests = family_tests(rows, mx.labels, mx.baseline, FAILURE_METRICS, FAILURE_TRACK)
+    keys = ["setting", "group", "detector"]
+    cols = [c for c in tests.columns if c.split("_")[0] in FAILURE_METRICS]
+    frame = mx.frame.merge(tests[keys + cols], on=keys, how="left")
+    for m in FAILURE_METRICS:  # a detector without failure rows: no test, not significant
+        frame[f"{m}_significant"] = frame[f"{m}_significant"].astype("boolean").fillna(False)
+    return replace(mx, frame=frame)
 
 
 # ------------------------------------------------------------------------------ the tables
@@ -116,9 +162,10 @@ def _value_table(mx: Matrix, m: str) -> TableSpec:
             row.append(Cell(_pm(values[g], lo, hi), g in best))
         rows.append(row)
     name = T.METRIC_NAMES[m]
-    notes = ["Mean over the OOD sets every run shares, then mean over seeds; ± is half the 95% "
-             "t-interval of that mean over seeds (none with one seed). Bold: the best loss for "
-             "the detector."]  # fmt: skip
+    where = (FAILURE_TEXT if m in FAILURE_METRICS else
+             "Mean over the OOD sets every run shares, then mean over seeds")  # fmt: skip
+    notes = [f"{where}; ± is half the 95% t-interval of that mean over seeds (none with one "
+             "seed). Bold: the best loss for the detector."]  # fmt: skip
     return TableSpec(f"{name} {arrow}: loss × detector", ["Detector", *mx.labels], rows, notes)
 
 
@@ -142,15 +189,16 @@ def _change_table(mx: Matrix, m: str) -> TableSpec:
         ])  # fmt: skip
     name = T.METRIC_NAMES[m]
     seeds = max((g.n for g in mx.groups), default=1)
+    failure = m in FAILURE_METRICS
+    track = f"failure detection on the ID test set (track {FAILURE_TRACK}), " if failure else ""
     notes = [
         f"Δ = loss − {mx.baseline}, in points, paired by seed; ✓ better, ✗ worse. "
-        f"{STAR_TEXT} (every detector of one loss vs {mx.baseline}, one metric, one setting: "
-        "tuned rows, or the papers' defaults; a detector without a grid is in the tuned "
-        "family here); matrix.csv keeps the raw p, the Holm p and the BH q of each family, "
-        "the paired t-interval over seeds (m_delta_lo/hi: seed-to-seed spread only, every "
-        "seed sees the same test images) and, from the cached scores, the two-level paired "
-        "bootstrap over seeds and test images (m_delta_2l_lo/hi).",
-        *_coinciding_notes(mx),
+        f"{STAR_TEXT} (every detector of one loss vs {mx.baseline}, {track}one metric, one "
+        "setting: tuned rows, or the papers' defaults; a detector without a grid is in the "
+        "tuned family here); matrix.csv keeps the raw p, the Holm p and the BH q of each "
+        "family, the paired t-interval over seeds (m_delta_lo/hi: seed-to-seed spread only, "
+        f"every seed sees the same test images){'.' if failure else TWO_LEVEL_TEXT}",
+        *([] if failure else _coinciding_notes(mx)),
     ]
     if seeds < 2:
         notes.append("One seed per loss: no interval, so no change is marked significant.")
@@ -212,9 +260,13 @@ def _accuracy_table(mx: Matrix) -> TableSpec:
 
 
 def matrix_tables(mx: Matrix) -> list[TableSpec]:
-    specs = [_value_table(mx, m) for m in METRICS]
-    if mx.baseline is not None:
-        specs += [_change_table(mx, m) for m in METRICS]
+    """Values, then changes against CE, of FPR95 and AUROC and, when the runs have failure
+    rows, of AURC and AUGRC; the best detector / loss; accuracy and calibration per loss."""
+    specs = []
+    for metrics in (METRICS, mx.failure_metrics):
+        specs += [_value_table(mx, m) for m in metrics]
+        if mx.baseline is not None:
+            specs += [_change_table(mx, m) for m in metrics]
     return [*specs, *_best_tables(mx), _accuracy_table(mx)]
 
 

@@ -225,22 +225,24 @@ def write_plots(
 
 
 HEATMAP = (("fpr95", -1.0, "FPR95"), ("auroc", 1.0, "AUROC"))  # (metric, improvement sign, name)
+FAILURE_HEATMAP = (("aurc", -1.0, "AURC"), ("augrc", -1.0, "AUGRC"))  # lower is better: sign -1
 
 
 def loss_heatmap(matrix: Matrix | None, path: Path,
                  metrics: tuple[tuple[str, float, str], ...] = HEATMAP) -> Path | None:  # fmt: skip
-    """Losses as rows, detectors as columns; colour = change vs CE (green better, red worse,
-    both metrics oriented so), the number printed in each cell, significant cells outlined
-    and starred."""
+    """Losses as rows, detectors as columns, one panel per metric; colour = change vs CE (green
+    better, red worse: each metric oriented by its sign, -1 where lower is better), the number
+    printed in each cell, significant cells outlined and starred."""
     if matrix is None or matrix.baseline is None:
         return None
     losses = [g for g in matrix.labels if g != matrix.baseline]
     dets = matrix.detectors
     if not losses or not dets:
         return None
-    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.55 * len(dets) + 2.5),
-                                            1.2 + 0.9 * len(losses) * 2 + 1.6))  # fmt: skip
-    for ax, (metric, sign, name) in zip(axes, metrics, strict=True):
+    fig, axes = plt.subplots(len(metrics), 1, squeeze=False,
+                             figsize=(max(6.0, 0.55 * len(dets) + 2.5),
+                                      1.2 + 0.9 * len(losses) * len(metrics) + 1.6))  # fmt: skip
+    for ax, (metric, sign, name) in zip(axes[:, 0], metrics, strict=True):
         delta = np.array([[matrix.value(g, d, f"{metric}_delta") for d in dets] for g in losses])
         sig = np.array([[bool(matrix.value(g, d, f"{metric}_significant")) for d in dets]
                         for g in losses])  # fmt: skip

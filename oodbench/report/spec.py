@@ -77,7 +77,6 @@ class Report:
     ranks: Any = None  # list of report.ranks.RankTest (empty: too few blocks)
     confidence: Any = None  # report.confidence.Confidence: failure, shift and FSOOD rows
     overconfidence: pd.DataFrame | None = None  # the Overconfidence table, tidy
-    failure_matrix: Any = None  # a Matrix of AURC / AUGRC when the matrix is shown
 
     @property
     def detectors(self) -> list[str]:

@@ -71,7 +71,8 @@ def adjust_families(frame: pd.DataFrame, family: list[str], p_col: str) -> pd.Da
     holm_col, bh_col = f"{p_col}_holm", p_col.removesuffix("_p") + "_q_bh"
     out = frame.copy()
     out[holm_col], out[bh_col] = np.nan, np.nan
-    for _, idx in out.groupby(family, sort=False, dropna=False).groups.items():
+    by = family[0] if len(family) == 1 else family  # pandas 3 warns on a list of one
+    for _, idx in out.groupby(by, sort=False, dropna=False).groups.items():
         holm, bh = adjust(out.loc[idx, p_col].to_numpy(dtype=np.float64))
         out.loc[idx, holm_col], out.loc[idx, bh_col] = holm, bh
     return out
