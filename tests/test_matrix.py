@@ -113,18 +113,6 @@ def test_failure_detection_joins_the_matrix_with_holm_and_lower_is_better() -> N
     assert plain.failure_metrics == () and len(matrix_tables(plain)) == len(titles) - 4
 
 
-def test_the_failure_heatmap_draws_aurc_and_augrc(tmp_path: Path) -> None:
-    from oodbench.report.plots import FAILURE_HEATMAP, loss_heatmap
-
-    values = {(loss, 0): (40.0, 60.0) for loss in ("ce", "t2fnorm", "regmixup")}
-    groups = make_groups([_run(loss, seed) for loss, seed in values])
-    aurc = {("ce", 0): 5.0, ("t2fnorm", 0): 7.0, ("regmixup", 0): 4.0}
-    mx = loss_matrix(_tidy(values), groups, failure=_failure(aurc, groups))
-    assert [s for _, s, _ in FAILURE_HEATMAP] == [-1.0, -1.0]  # lower AURC/AUGRC is greener
-    path = loss_heatmap(mx, tmp_path / "failure.png", FAILURE_HEATMAP)
-    assert path is not None and path.stat().st_size > 5000
-
-
 def test_the_ce_logitnorm_pair_alone_keeps_its_old_report() -> None:
     pair = [Group("CE", "ce", "m", "d"), Group("LogitNorm", "logitnorm", "m", "d")]
     assert not wanted(pair)

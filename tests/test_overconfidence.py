@@ -124,6 +124,9 @@ def _check_report(run: Path, tmp_path: Path) -> None:
     # failure detection in the loss x detector matrix: tables, heatmap, one-seed note
     assert "AURC ↓: loss × detector" in md and "ΔAUGRC vs CE" in md
     assert (tmp_path / "plots" / "failure_heatmap.png").stat().st_size > 5000
+    from oodbench.report.plots import FAILURE_HEATMAP
+
+    assert [s for _, s, _ in FAILURE_HEATMAP] == [-1.0, -1.0]  # lower AURC/AUGRC is greener
     assert "no paired test is possible" in md
     doc = json.loads(render(dirs, "json"))
     over = pd.DataFrame(doc["overconfidence"])
