@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,6 +54,38 @@ def test_several_presets_are_one_graph_under_one_out(tmp_path: Path, monkeypatch
     (one,) = setting_configs("offline", str(out), **OPTIONS)
     single = BenchConfig(out=str(out), **OPTIONS)
     assert [j.key for j in graph(one)] == [j.key for j in graph(single)]
+
+
+def test_each_setting_keeps_its_track_folders(tmp_path: Path, monkeypatch) -> None:
+    from oodbench.report.across import setting_name
+
+    monkeypatch.setattr(Preset, "check_data", lambda *a: None)
+    out = tmp_path / "bench"
+    cfgs = setting_configs(TWO, str(out), **OPTIONS, tracks=("far", "near"))
+    spec = settings_graph(cfgs, out)[-1].config
+    assert isinstance(spec, SettingsSpec)
+    assert spec.folders == ("offline/far", "offline/near", "icons-wrn16/far", "icons-wrn16/near")
+    assert spec.runs[3] == ("icons-wrn16/near/ce", "icons-wrn16/near/logitnorm")
+    assert [setting_name(f) for f in ("offline", "icons-wrn16/near")] == [
+        ("offline", "far"), ("icons-wrn16", "near")]  # fmt: skip
+
+
+def test_slurm_runs_the_combined_report_after_every_setting(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setattr(Preset, "check_data", lambda *a: None)
+    out = tmp_path / "bench"
+    argv = ["bench", "--preset", TWO, "--out", str(out), "-d", "msp", "--ood", "isun",
+            "--val-ood", "lsun-crop", "--launcher", "slurm", "--dry-run"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    ids = dict(re.findall(r"^# --- job (\d+): (.+) \(key", text, re.M))
+    assert len(ids) == 11 and not out.exists()  # planned and printed, nothing written
+    by_name = {name: num for num, name in ids.items()}
+    last = text.rsplit("# --- job", 1)[1]
+    assert last.startswith(" 11: report . (key")
+    wanted = f"afterany:{by_name['report offline']}:{by_name['report icons-wrn16']}"
+    assert f"#SBATCH --dependency={wanted}" in last
 
 
 def test_tau_table_goes_to_the_setting_folder(tmp_path: Path) -> None:
