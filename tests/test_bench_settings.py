@@ -1,7 +1,8 @@
 """``bench --preset a,b``: several settings as one job graph under one --out, one combined report,
 every option applying to every setting, bad presets refused before any work; end to end (slow):
 two offline settings on tiny data, killed after the first setting and resumed without
-recomputing a finished stage."""
+recomputing a finished stage (``pytest -m slow tests/test_bench_settings.py``: 116 s and 133 s
+alone on the shared 2-core box under a load average of 4 to 5, about 95 s of CPU time)."""
 
 from __future__ import annotations
 
