@@ -182,6 +182,7 @@ def test_two_settings_end_to_end_killed_and_resumed(tmp_path: Path) -> None:
     for name in ("offline", "icons-wrn16"):
         assert f"[{name}/report.md]" in report and (out / name / "report.md").is_file()
     assert "small_cnn" in report and "wrn_16_2" in report and "Not finished" not in report
+    assert (out / "plots" / "settings_msp_auroc.png").stat().st_size > 5000
     rows = (out / "settings.csv").read_text().splitlines()
     assert len(rows) == 5 and rows[0].startswith("setting,track,model,id_dataset,loss")
 

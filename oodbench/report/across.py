@@ -5,7 +5,8 @@ and MSP's and energy's test FPR95 and AUROC averaged over the setting's test OOD
 change against CE paired by seed) and, per setting, its loss x detector value tables and ID
 accuracy (report.matrix: the same numbers and Holm families as the setting's own report, which
 it links to).
-``--out/settings.csv`` holds the summary's numbers, raw p and Holm p included.
+``--out/settings.csv`` holds the summary's numbers, raw p and Holm p included;
+``--out/plots/settings_msp_auroc.png`` shows MSP's AUROC per setting and loss.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 
 import oodbench.report.matrix as M
 import oodbench.report.tables as T
+from oodbench import losses
 from oodbench.detectors.base import TUNED
 from oodbench.errors import UserError
 from oodbench.io import atomic_write_text
@@ -24,7 +26,7 @@ from oodbench.report.formats import markdown_table, rich_table
 from oodbench.report.load import load_runs
 from oodbench.report.spec import Cell, TableSpec
 from oodbench.report.stats import STAR_TEXT
-from oodbench.runs import ACROSS, REPORT, RunDir
+from oodbench.runs import ACROSS, PLOTS, REPORT, RunDir
 
 # The summary's detectors (base name -> column title); each setting's tables have every one.
 DETECTORS = {"msp": "MSP", "energy": "Energy"}
@@ -55,7 +57,11 @@ def write_across(out: Path, folders: tuple[str, ...], runs: tuple[tuple[str, ...
                         "bench command to finish its jobs")  # fmt: skip
     frame = pd.DataFrame(rows)
     summary = summary_table(frame)
-    text = [f"# oodbench: {len(folders)} settings\n", markdown_table(summary), *sections]
+    text = [f"# oodbench: {len(folders)} settings\n", markdown_table(summary)]
+    plot = _plot(frame, out / PLOTS / "settings_msp_auroc.png")
+    if plot is not None:
+        text.append(f"![MSP AUROC per setting and loss]({PLOTS}/{plot.name})")
+    text += sections
     if missing:
         text.append("## Not finished\n\nThese runs are not scored yet:\n\n" + "\n".join(missing))
     atomic_write_text(out / ACROSS, frame.to_csv(index=False, float_format="%.4f"))
@@ -91,7 +97,8 @@ def summary_rows(folder: str, mx: M.Matrix) -> list[dict[str, object]]:
     for g in mx.groups:
         acc = g.summary_stat("id_accuracy")
         rec: dict[str, object] = {"setting": setting, "track": track, "model": g.model,
-                                  "id_dataset": g.id_dataset, "loss": g.label, "seeds": g.n,
+                                  "id_dataset": g.id_dataset, "loss": g.label,
+                                  "loss_name": g.loss, "seeds": g.n,
                                   "id_accuracy": acc[0] if acc else np.nan}  # fmt: skip
         for base in DETECTORS:
             det = _label(mx, base)
@@ -125,6 +132,30 @@ def summary_table(frame: pd.DataFrame) -> TableSpec:
             + [Cell(f"{r['id_accuracy']:.2f}"), *(_cell(r, d, m) for d, m in pairs)]
             for _, r in frame.iterrows()]  # fmt: skip
     return TableSpec("Across settings", cols, rows, NOTES)
+
+
+def _plot(frame: pd.DataFrame, path: Path) -> Path | None:
+    """Bars of MSP's test AUROC, one group per setting and track, one bar per loss (by name;
+    by label when a setting has several runs of one loss, e.g. a tau sweep)."""
+    if "msp_auroc" not in frame.columns:
+        return None
+    from oodbench.io import atomic_write_with
+    from oodbench.report.plots import DPI, plt
+
+    by = "loss_name" if not frame.duplicated(["setting", "track", "loss_name"]).any() else "loss"
+    where = frame["setting"] + " · " + frame["track"]
+    wide = frame.assign(where=where).pivot(index="where", columns=by, values="msp_auroc")
+    wide = wide.loc[list(dict.fromkeys(where)), list(dict.fromkeys(frame[by]))]  # run order
+    if by == "loss_name":
+        wide = wide.rename(columns=losses.title)  # CE, LogitNorm, ...
+    fig, ax = plt.subplots(figsize=(1.2 + 1.6 * len(wide), 3.6))
+    wide.plot.bar(ax=ax, rot=0, width=0.8)
+    ax.set(xlabel="", ylabel="MSP AUROC ↑ (%, test)", ylim=(0, 100))
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    plt.close(fig)
+    return path
 
 
 def _section(folder: str, mx: M.Matrix, oods: list[str]) -> str:
