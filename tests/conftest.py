@@ -17,6 +17,17 @@ from _cli import DETECTORS, OOD, SCORE, TRAIN
 from oodbench.cli import main
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto``), each worker and every process it
+    starts computes with one thread: the workers already use the cores, and a kill/resume
+    test's subprocess must sum in the same order as the in-process run it is compared with."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Point OODBENCH_CACHE at a per-session temp dir so tests never touch the user's cache.

@@ -81,6 +81,7 @@ def _fake_svhn(root: Path, n: int) -> None:
     savemat(root / "test_32x32.mat", {"X": x, "y": rng.integers(1, 11, (n, 1))})
 
 
+@pytest.mark.slow  # tens of seconds: CI runs it in the slow pass
 def test_paper_cifar10_preset_dry_run_on_fixture_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

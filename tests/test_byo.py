@@ -138,6 +138,7 @@ print(len(data), data.images.numel(), peak[0] - base)
 """
 
 
+@pytest.mark.slow  # tens of seconds: CI runs it in the slow pass
 def test_large_folder_is_memory_mapped(tmp_path: Path) -> None:
     """A folder whose pixels (~60 MB) dwarf what the loader may hold: decoding and a pass over
     the set stay within a fraction of it (anonymous memory: the memory map is file-backed)."""

@@ -28,6 +28,10 @@ TOLERANCE = 1e-3  # percentage points: float rounding of the network's forward a
 METRICS = ["fpr95", "auroc", "aupr_in", "aupr_out", "fpr95_std", "auroc_std", "n_id", "n_ood"]
 
 
+# The module fixture rescores a 0.1.0 run with its 14 detectors: about a minute.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def rescored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("compat") / "v010"

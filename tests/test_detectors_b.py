@@ -375,6 +375,7 @@ def test_rankfeat_matches_openood() -> None:
         detectors.create("rankfeat").score_inputs(flat_map, images[:, :, :1, :1], mean, std)
 
 
+@pytest.mark.slow  # tens of seconds: CI runs it in the slow pass
 def test_rankfeat_is_scored_through_the_cli(run: Path) -> None:
     """The model path of ``score``: the run's small_cnn reruns on both sets, rows are written."""
     argv = ["score", str(run), "-d", "rankfeat", "-d", "nci", "--ood", "gaussian", *SCORE]

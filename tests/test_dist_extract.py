@@ -79,6 +79,7 @@ def _worker(rank: int, world: int, store: str, out_dir: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow  # tens of seconds: CI runs it in the slow pass
 def test_two_gloo_processes_give_exactly_the_single_process_outputs(tmp_path: Path) -> None:
     mp.spawn(_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
     threads = torch.get_num_threads()

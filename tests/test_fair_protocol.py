@@ -65,6 +65,7 @@ def _is_test_read(name: str, split: str) -> bool:
     return split == "test" and (spec.role == "id" or spec.ood_role == "test")
 
 
+@pytest.mark.slow  # tens of seconds: CI runs it in the slow pass
 def test_selection_never_loads_a_test_set(
     trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

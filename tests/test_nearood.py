@@ -68,6 +68,7 @@ def test_default_ood_of_a_near_track_model_includes_its_near_set_only() -> None:
     )
 
 
+@pytest.mark.slow  # tens of seconds: CI runs it in the slow pass
 def test_near_track_trains_scores_and_reports_near_and_far_apart(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     argv = ["train", "--dataset", "fashion-mnist-known6", "--epochs", "1", *TRAIN]

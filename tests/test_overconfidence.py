@@ -42,6 +42,7 @@ def fake_shift(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return list(FAKE)
 
 
+@pytest.mark.slow  # tens of seconds: CI runs it in the slow pass
 def test_score_and_report_the_overconfidence_track(
     run: Path, fake_shift: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -163,6 +163,7 @@ def _check_rows(jobs: list[tuple[Path, str]], before: dict[Path, set[tuple[str, 
         assert not list(run.rglob("*.tmp"))
 
 
+@pytest.mark.slow  # tens of seconds: CI runs it in the slow pass
 def test_two_score_processes_on_one_run(runs: Path, tmp_path: Path) -> None:
     """Two real `oodbench score` processes at once on the same run, different detectors: the
     earlier row and both new rows are there once (metrics.csv is merged under a file lock)."""

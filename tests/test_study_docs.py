@@ -26,6 +26,7 @@ def test_docs_tables_match_the_committed_csvs() -> None:
                              "run .venv/bin/python scripts/study_docs.py")  # fmt: skip
 
 
+@pytest.mark.slow  # tens of seconds: CI runs it in the slow pass
 def test_the_committed_matrix_csvs_match_their_report_csvs() -> None:
     from oodbench.report.matrix import matrix_from_csv
 

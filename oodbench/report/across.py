@@ -36,7 +36,7 @@ NOTES = [
     f"paired by seed; {STAR_TEXT} (every detector of one loss vs CE, one metric, one track, "
     "one setting, as in the setting's own report; it needs two seeds or more).",
     "A detector with a grid is reported as tuned on validation data (energy[tuned]); each "
-    "setting's own options and runs are in its folder's report.md.",
+    f"setting's own options and runs are in its folder's {REPORT}.",
 ]
 
 
