@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install data data-core test test-slow test-all demo bench gpu-check lint format clean test-data
+.PHONY: install data data-core test test-slow test-ci-slow test-all demo bench gpu-check lint format clean test-data
 
 install: $(STAMP)
 
@@ -22,12 +22,19 @@ data:
 data-core:
 	bash scripts/install-data.sh core
 
+# -n auto: one pytest-xdist worker per core (tests/conftest.py gives each worker one thread).
 test: install data-core
-	$(BIN)/python -m pytest -q --durations=10
+	$(BIN)/python -m pytest -q -n auto --durations=10
 
-# The slow tests (kills, resumes, the local pool, whole benches); CI runs them after `make test`.
+# Every slow test (kills, resumes, the local pool, whole benches, DDP, benchmarks): about half
+# an hour on 2 cores. Run it before landing a change to what they cover.
 test-slow: install data-core
-	$(BIN)/python -m pytest -q -m slow --durations=10
+	$(BIN)/python -m pytest -q -n auto -m slow --durations=10
+
+# What CI runs after `make test`: the slow tests but the heavy ones (tests marked heavy), so
+# CI stays under 20 minutes.
+test-ci-slow: install data-core
+	$(BIN)/python -m pytest -q -n auto -m 'slow and not heavy' --durations=15
 
 test-all: install data-core
 	$(BIN)/python -m pytest -q -m ''

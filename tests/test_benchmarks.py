@@ -46,6 +46,7 @@ def test_scaling_markdown_table() -> None:
     assert text.splitlines() == ["| n | s |", "|---|---|", "| 1 | 0.50 |", "| 20 | 1,234.50 |"]
 
 
+@pytest.mark.heavy
 @pytest.mark.slow  # ~30 s on a busy 2-core machine
 def test_gpu_check_tiny_on_cpu() -> None:
     out = _run(["bash", "benchmarks/gpu_check.sh", "--tiny", "--device", "cpu"])
@@ -65,6 +66,7 @@ def test_gpu_check_tiny_on_cpu() -> None:
         assert line and float(line[1]) > 0 and int(line[2]) == every, out
 
 
+@pytest.mark.heavy
 @pytest.mark.slow  # trains 4 tiny runs and scores one: ~40 s
 def test_scaling_tiny() -> None:
     out = _run([sys.executable, "benchmarks/scaling.py", "--tiny"])
@@ -73,6 +75,7 @@ def test_scaling_tiny() -> None:
     assert re.search(r"^\| 4 \| [\d.]+ \| msp, maxlogit, energy, entropy \|$", out, re.M), out
 
 
+@pytest.mark.heavy
 @pytest.mark.slow  # a few steps of each variant, then two 1-epoch 512-image processes
 def test_train_throughput_tiny() -> None:
     out = _run([sys.executable, "benchmarks/train_throughput.py", "--subset", "512", "--steps",

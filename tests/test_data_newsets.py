@@ -140,6 +140,7 @@ FULL = {
 }
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["icons-ctx8", "alnum-fonts"])
 def test_full_build_matches_recorded_checksum(name: str) -> None:

@@ -209,6 +209,7 @@ def test_new_loss_resumes_bitwise(
     assert ref.keys() == cut.keys() and all(torch.equal(ref[k], cut[k]) for k in ref)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow  # four pairs of torch processes: several minutes on a busy 2-core machine
 @pytest.mark.parametrize("name", NEW)
 def test_new_loss_runs_under_two_process_ddp(tmp_path: Path, name: str) -> None:

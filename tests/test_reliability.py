@@ -174,6 +174,7 @@ def test_two_score_processes_on_one_run(runs: Path, tmp_path: Path) -> None:
     _check_rows(jobs, before)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow  # four processes: ~55 s on the shared 2-core machine
 def test_four_score_processes_on_two_runs(runs: Path, tmp_path: Path) -> None:
     """Two runs, two detectors each, all four processes at once."""

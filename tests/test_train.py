@@ -209,6 +209,7 @@ def test_existing_run_dir_is_refused_without_resume_or_overwrite(
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow  # a full 5-epoch Fashion-MNIST run: minutes on 2 cores
 def test_small_cnn_reaches_90_percent_in_5_epochs(tmp_path: Path) -> None:
     args = ["train", "--runs-dir", str(tmp_path), "--name", "ce", "--epochs", "5", "-q"]
