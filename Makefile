@@ -22,19 +22,20 @@ data:
 data-core:
 	bash scripts/install-data.sh core
 
-# -n auto: one pytest-xdist worker per core (tests/conftest.py gives each worker one thread).
+# -n auto: one pytest-xdist worker per core (tests/conftest.py gives each worker one thread);
+# --dist loadscope keeps a module on one worker, so its module fixtures are built once.
 test: install data-core
-	$(BIN)/python -m pytest -q -n auto --durations=10
+	$(BIN)/python -m pytest -q -n auto --dist loadscope --durations=10
 
 # Every slow test (kills, resumes, the local pool, whole benches, DDP, benchmarks): about half
 # an hour on 2 cores. Run it before landing a change to what they cover.
 test-slow: install data-core
-	$(BIN)/python -m pytest -q -n auto -m slow --durations=10
+	$(BIN)/python -m pytest -q -n auto --dist loadscope -m slow --durations=10
 
 # What CI runs after `make test`: the slow tests but the heavy ones (tests marked heavy), so
 # CI stays under 20 minutes.
 test-ci-slow: install data-core
-	$(BIN)/python -m pytest -q -n auto -m 'slow and not heavy' --durations=15
+	$(BIN)/python -m pytest -q -n auto --dist loadscope -m 'slow and not heavy' --durations=15
 
 test-all: install data-core
 	$(BIN)/python -m pytest -q -m ''
