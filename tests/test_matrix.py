@@ -119,7 +119,8 @@ def test_the_ce_logitnorm_pair_alone_keeps_its_old_report() -> None:
     assert wanted([*pair, Group("T2FNorm", "t2fnorm", "m", "d")])
 
 
-@pytest.mark.slow  # tens of seconds: CI runs it in the slow pass
+@pytest.mark.heavy  # a 3-loss x 2-seed bench: 90 s; tests/test_bench_settings.py runs a whole bench in CI
+@pytest.mark.slow
 def test_bench_losses_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench"
     argv = ["bench", "--out", str(out), "--losses", "ce,t2fnorm,label-smoothing", "--seeds",
