@@ -119,7 +119,7 @@ def test_the_ce_logitnorm_pair_alone_keeps_its_old_report() -> None:
     assert wanted([*pair, Group("T2FNorm", "t2fnorm", "m", "d")])
 
 
-@pytest.mark.heavy  # a 3-loss x 2-seed bench: 90 s; tests/test_bench_settings.py runs a whole bench in CI
+@pytest.mark.heavy  # a 3-loss x 2-seed bench, 90 s; test_bench_settings runs a bench in CI
 @pytest.mark.slow
 def test_bench_losses_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench"
