@@ -53,6 +53,7 @@ def test_a_run_dir_holds_the_run(trained_run: Path) -> None:
     assert list(history.columns) == list(HISTORY_COLUMNS)
     assert history["epoch"].tolist() == [1]
     assert history[["train_loss", "train_logit_norm", "test_logit_norm"]].gt(0).all().all()
+    assert history["val_acc"].between(0, 100).all()  # the held-out split, every epoch
     model, cfg, info = load_run(trained_run)
     assert cfg.loss == "ce" and cfg.model == "small_cnn" and not model.training
     assert info["num_classes"] == 10 and info["in_chans"] == 1 and info["img_size"] == [28, 28]

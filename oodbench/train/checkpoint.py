@@ -32,6 +32,7 @@ HISTORY_COLUMNS = (
     "train_loss",
     "train_acc",
     "test_acc",
+    "val_acc",  # the ID validation split's (empty with --val-size 0; absent before 0.3)
     "train_logit_norm",
     "test_logit_norm",
     "images_per_s",

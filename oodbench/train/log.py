@@ -65,10 +65,12 @@ class Progress:
 
     def log_epoch(self, row: dict[str, float]) -> None:
         if self.enabled:
+            val = row.get("val_acc", float("nan"))
             self.bar.console.print(
                 f"epoch {row['epoch']:>3}  loss {row['train_loss']:.4f}  "
                 f"train {row['train_acc']:.2f}%  test {row['test_acc']:.2f}%  "
-                f"|logit| train {row['train_logit_norm']:.2f} "
+                + (f"val {val:.2f}%  " if val == val else "")
+                + f"|logit| train {row['train_logit_norm']:.2f} "
                 f"test {row['test_logit_norm']:.2f}  {row['images_per_s']:,.0f} img/s  "
                 f"{row['seconds']:.1f}s"
             )

@@ -132,12 +132,16 @@ class Loop:
             )
 
     @torch.inference_mode()
-    def evaluate(self) -> tuple[float, float]:
-        """Test accuracy (%) and mean raw-logit L2 norm, in big inference batches."""
+    def evaluate(self, split: str = "test") -> tuple[float, float]:
+        """Accuracy (%) and mean raw-logit L2 norm on the test set or the ID validation split
+        (NaN when it is empty), in big inference batches."""
         net = self.net
+        images = getattr(self.data, f"{split}_images")
+        labels = getattr(self.data, f"{split}_labels")
+        if not len(images):
+            return float("nan"), float("nan")
         net.eval()
         correct = norm = torch.zeros((), device=self.ctx.device)
-        images, labels = self.data.test_images, self.data.test_labels
         for i in range(0, len(images), EVAL_BATCH):
             x = normalize(images[i : i + EVAL_BATCH], self.data.mean, self.data.std)
             with self.autocast:
@@ -281,13 +285,16 @@ def run_epoch(
     check_finite(loop, epoch, loop.steps - 1, sums)
     loss_sum, correct, norm_sum, count = sums.tolist()
     t1 = time.perf_counter()
-    test_acc, test_norm = loop.evaluate() if ctx.main else (float("nan"), float("nan"))
+    nan = (float("nan"), float("nan"))
+    test_acc, test_norm = loop.evaluate() if ctx.main else nan
+    val_acc = (loop.evaluate("val") if ctx.main else nan)[0]
     return {
         "epoch": epoch + 1,
         "lr": lr,
         "train_loss": loss_sum / count,
         "train_acc": 100.0 * correct / count,
         "test_acc": test_acc,
+        "val_acc": val_acc,
         "train_logit_norm": norm_sum / count,
         "test_logit_norm": test_norm,
         "images_per_s": count / max(train_seconds, 1e-9),

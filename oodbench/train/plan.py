@@ -46,6 +46,8 @@ class Data:
     labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
+    val_images: torch.Tensor  # the held-out ID validation split (empty with --val-size 0)
+    val_labels: torch.Tensor
     size: tuple[int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -77,6 +79,8 @@ def load_data(cfg: TrainConfig, device: torch.device) -> Data:
         labels=train_set.labels[train_idx].to(device),
         test_images=test_set.images[:n_test].to(device),
         test_labels=test_set.labels[:n_test].to(device),
+        val_images=train_set.images[val_idx].to(device),
+        val_labels=train_set.labels[val_idx].to(device),
         size=train_set.size,
         mean=train_set.mean,
         std=train_set.std,
