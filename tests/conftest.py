@@ -57,7 +57,7 @@ def _no_shifted_sets_by_default() -> Iterator[None]:
     from oodbench.scoring import confidence
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(confidence, "shift_names", lambda id_name: [])
+        patch.setattr(confidence, "shift_names", lambda id_name, size: [])
         patch.setenv("OODBENCH_NO_SHIFT", "1")  # and in the processes tests start
         yield
 

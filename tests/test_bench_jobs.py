@@ -206,7 +206,7 @@ def test_a_run_scored_before_the_overconfidence_track_is_not_skipped(
         assert not jobs_mod.track_scored(d, cfg, labels), name
         (run / name).write_text(kept)
     # with shifted sets: the mix's failure rows, their shift rows and fsood.csv are needed too
-    monkeypatch.setattr(confidence, "shift_names", lambda id_name: ["fashion-mnist-blur-1"])
+    monkeypatch.setattr(confidence, "shift_names", lambda id_name, size: ["fashion-mnist-blur-1"])
     assert not jobs_mod.track_scored(d, cfg, labels)
     assert jobs_mod.track_scored(d, replace(cfg, shift=False), labels)  # --no-shift
     (run / "failure.csv").write_text("")  # damaged: the usual one-line error

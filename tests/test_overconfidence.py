@@ -18,6 +18,7 @@ from _cli import DETECTORS, OOD, SCORE
 
 from oodbench import metrics
 from oodbench.cli import main
+from oodbench.config import SHIFT_SIZE
 from oodbench.data import DATASETS, DatasetSpec
 from oodbench.data import load as load_set
 from oodbench.scoring import confidence, rowfiles
@@ -38,7 +39,7 @@ def _spec(name: str) -> DatasetSpec:
 def fake_shift(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     for name in FAKE:
         monkeypatch.setitem(DATASETS._items, name, _spec(name))
-    monkeypatch.setattr(confidence, "shift_names", lambda id_name: list(FAKE))
+    monkeypatch.setattr(confidence, "shift_names", lambda id_name, size: list(FAKE))
     return list(FAKE)
 
 
@@ -71,12 +72,13 @@ def test_score_and_report_the_overconfidence_track(
     assert msp["n_boot"] == 1000  # scored_run's row, kept
     assert msp["aurc"] == pytest.approx(clean["msp_aurc"])  # the detector and shift.csv agree
     mixed = failure.set_index(["detector", "dataset"]).loc[("msp", mix)]
-    assert mixed["n_boot"] == 100 and mixed["n"] == 10_000  # scored here, on the mix
+    # scored here, on the mix: one shifted copy of each of the sets' 2,000 sampled test images
+    assert mixed["n_boot"] == 100 and mixed["n"] == SHIFT_SIZE == 2000
     assert msp["n"] == 10_000 and msp["n_wrong"] == round(10_000 * (1 - clean["accuracy"] / 100))
 
     fsood = pd.read_csv(run / rowfiles.FSOOD_FILE)
     assert len(fsood) == len(DETECTORS) * len(OOD)
-    assert set(fsood["n_id"]) == {20_000}  # the ID test set plus one shifted copy per image
+    assert set(fsood["n_id"]) == {2 * SHIFT_SIZE}  # the sampled test images and their copies
     # resuming writes nothing new; --no-shift leaves the shifted tables alone
     before = {f: (run / f).read_text() for f in (rowfiles.FAILURE_FILE, rowfiles.FSOOD_FILE)}
     assert main(["score", str(run), *dets, *oods, *SCORE]) == 0

@@ -109,7 +109,9 @@ def test_never_offered_as_ood_by_default() -> None:
 
 
 @pytest.mark.parametrize("bad", ["fashion-mnist-c:nope:3", "fashion-mnist-c:fog",
-                                 "fashion-mnist-c:fog:6", "fashion-mnist-c:fog:0"])  # fmt: skip
+                                 "fashion-mnist-c:fog:6", "fashion-mnist-c:fog:0",
+                                 "fashion-mnist-c:fog:3:0", "fashion-mnist-c:fog:3:x",
+                                 "fashion-mnist-c:fog:3:05", "fashion-mnist-c:fog:3:"])  # fmt: skip
 def test_bad_names_are_one_line_user_errors(bad: str) -> None:
     with pytest.raises(UserError) as err:
         DATASETS.get(bad)
@@ -157,6 +159,27 @@ def test_a_shifted_set_builds_caches_and_rebuilds_the_same(
     assert _sha(again.images) == _sha(first.images)
     with pytest.raises(UserError, match="split"):
         load(name, "train")
+
+
+def test_a_sample_is_the_same_images_as_the_whole_split(tiny_id: str, fresh_cache: Path) -> None:
+    """``:<n>`` is a seeded sample of the test split: sorted, stable, and each image is the
+    one the whole split (``:all``) has at that index (seeded by it); the default is SAMPLE."""
+    assert shifted.SAMPLE == ScoreConfig().shift_size == 2000
+    index = shifted.sample_indices(12, 5)
+    assert index.tolist() == sorted(set(index.tolist())) and len(index) == 5
+    assert torch.equal(index, shifted.sample_indices(12, 5))  # seeded
+    assert not torch.equal(index, torch.arange(5))  # a draw, not the first images
+    assert torch.equal(shifted.sample_indices(12, 0), torch.arange(12))
+    assert torch.equal(shifted.sample_indices(12, 50), torch.arange(12))
+    assert shifted_sets(tiny_id, 5)[0] == f"{tiny_id}-c:gaussian_noise:1:5"
+    assert shifted_sets(tiny_id, 0)[-1] == f"{tiny_id}-c:jpeg_compression:5:all"
+    whole, part = load(f"{tiny_id}-c:shot_noise:3:all"), load(f"{tiny_id}-c:shot_noise:3:5")
+    assert len(whole) == 12 and len(part) == 5
+    assert torch.equal(part.images, whole.images[index])
+    assert torch.equal(part.labels, whole.labels[index])
+    assert len(load(f"{tiny_id}-c:shot_noise:3")) == 12  # 12 < SAMPLE: the whole split
+    with pytest.raises(UserError, match="--shift-size"):
+        ScoreConfig(shift_size=-1)
 
 
 def test_missing_id_data_is_a_one_line_user_error(tmp_path: Path, fresh_cache: Path) -> None:

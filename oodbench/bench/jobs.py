@@ -213,7 +213,7 @@ def track_scored(run: RunDir, cfg: ScoreConfig, labels: list[str]) -> bool:
     from oodbench.scoring.confidence import MIX, shift_names
 
     id_name = str(run.read_config()["dataset"])
-    shifted = shift_names(id_name) if cfg.shift else []
+    shifted = shift_names(id_name, cfg.shift_size) if cfg.shift else []
     sets = [id_name, *([f"{id_name}-{MIX}"] if shifted else [])]
     failure = R.read_rows(run.table(R.FAILURE_FILE), R.FAILURE_COLUMNS)
     have = set(zip(failure["detector"].astype(str), failure["dataset"].astype(str), strict=True))

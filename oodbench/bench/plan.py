@@ -116,6 +116,7 @@ def score_config(cfg: BenchConfig, stage: Stage) -> ScoreConfig:
         tune=cfg.tune,
         val_ood=val_ood,
         shift=cfg.shift,
+        shift_size=cfg.shift_size,
         precision="bf16" if cfg.precision == "bf16" else "fp32",  # auto: fp32 extraction
     )
 

@@ -19,6 +19,7 @@ from oodbench.cli.options import (
     _floats,
     _ints,
 )
+from oodbench.config import SHIFT_SIZE
 
 
 def datasets(root: Root = None) -> None:
@@ -90,6 +91,10 @@ def score(
     shift: Annotated[
         bool, typer.Option("--shift/--no-shift", help="Score the covariate-shifted ID sets.")
     ] = True,
+    shift_size: Annotated[
+        int,
+        typer.Option(help="Test images per covariate-shifted set, a seeded sample (0: all)."),
+    ] = SHIFT_SIZE,
     quiet: Quiet = False,
 ) -> None:
     """Score post-hoc detectors on a run's cached logits and features."""
@@ -107,6 +112,7 @@ def score(
         head=head,
         allow_data_change=allow_data_change,
         shift=shift,
+        shift_size=shift_size,
     )  # fmt: skip
     result = score_run(cfg, quiet=quiet)
     if result.rank:  # torchrun: only rank 0 reports
@@ -240,6 +246,10 @@ def bench(
     shift: Annotated[
         bool, typer.Option("--shift/--no-shift", help="Score the covariate-shifted ID sets.")
     ] = True,
+    shift_size: Annotated[
+        int,
+        typer.Option(help="Test images per covariate-shifted set, a seeded sample (0: all)."),
+    ] = SHIFT_SIZE,
     subset: Annotated[int | None, typer.Option(help="Train on the first N images.")] = None,
     val_size: Annotated[
         int | None, typer.Option(help="Images held out for validation \\[default: preset's].")
@@ -281,6 +291,7 @@ def bench(
         params=tuple(param or ()), tune=tune, val_ood=tuple(val_ood or ()), precision=precision,
         losses=tuple(x.strip() for x in (losses or "").split(",") if x.strip()),
         tracks=tuple(x.strip() for x in tracks.split(",") if x.strip()), shift=shift,
+        shift_size=shift_size,
     )  # fmt: skip
     devs = tuple(x.strip() for x in (devices or "").split(",") if x.strip())
     launch = Launch(launcher, jobs, devs, slurm_partition, slurm_gpus_per_job, slurm_time, dry_run)

@@ -9,10 +9,11 @@ from oodbench.data import sources  # noqa: F401  (registers every source)
 from oodbench.data.adapt import adapt
 from oodbench.data.imageset import ImageSet
 from oodbench.data.registry import DATASETS, DatasetSpec, LoadRequest
-from oodbench.data.sources.shifted import shifted_sets
+from oodbench.data.sources.shifted import sample_indices, shifted_sets
 
 __all__ = ["DATASETS", "OFFLINE_OOD", "OFFLINE_VAL", "VAL_GROUPS", "DatasetSpec", "ImageSet",
-           "LoadRequest", "adapt", "load", "ood_role", "shifted_sets"]  # fmt: skip
+           "LoadRequest", "adapt", "load", "ood_role", "sample_indices",
+           "shifted_sets"]  # fmt: skip
 
 # The OOD sets every machine with `make data` has: the benchmark that runs offline. These are
 # the test sets; the validation sets below share no source with them (data/holdout.py).

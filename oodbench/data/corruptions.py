@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -300,19 +300,22 @@ def image_rngs(name: str, severity: int, indices: Iterable[int]) -> Iterator[np.
         yield rng
 
 
-def corrupt(images: torch.Tensor, name: str, severity: int, start: int = 0) -> torch.Tensor:
+def corrupt(images: torch.Tensor, name: str, severity: int, start: int = 0,
+            indices: Sequence[int] | None = None) -> torch.Tensor:  # fmt: skip
     """``images`` (uint8 N x C x H x W) corrupted by ``name`` at ``severity`` (1..5).
 
     ``start`` is the index of the first image in its set (it seeds each image), so corrupting
-    a slice gives the same pixels as corrupting the whole set and slicing. Values are clipped
-    to [0, 1] and truncated to uint8, as ``np.uint8(...)`` does in the reference.
+    a slice gives the same pixels as corrupting the whole set and slicing; ``indices`` (one per
+    image) does the same for a sample of the set. Values are clipped to [0, 1] and truncated to
+    uint8, as ``np.uint8(...)`` does in the reference.
     """
+    index = list(indices) if indices is not None else range(start, start + len(images))
     spec = CORRUPTIONS[name]
     param = spec.params[severity - 1]
     out = torch.empty_like(images)
     for lo in range(0, len(images), CHUNK):
         chunk = images[lo : lo + CHUNK].numpy().astype(np.float64) / 255
-        seeds = range(start + lo, start + lo + len(chunk)) if spec.seeded else ()
+        seeds = index[lo : lo + len(chunk)] if spec.seeded else ()
         rngs = image_rngs(name, severity, seeds)
         # + 1e-6: a value that is k / 255 * 255 in floating point truncates to k, not k - 1
         done = np.clip(spec.apply(chunk, param, rngs), 0, 1) * 255 + 1e-6

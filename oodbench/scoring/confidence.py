@@ -5,9 +5,10 @@
 * **shift.csv**: accuracy, calibration (raw and with the validation temperature) and MSP's
   failure metrics on the ID test set and on each covariate-shifted copy of it (one row per
   corruption and severity, ``oodbench.data.shifted_sets``).
-* **fsood.csv**: full-spectrum OOD (OpenOOD v1.5's FSOOD): the ID side is the ID test set plus
-  the shifted mix, one shifted copy per test image, taken from the shifted sets in turn
-  (image i from set i mod K), so both halves weigh the same whatever the number of sets.
+* **fsood.csv**: full-spectrum OOD (OpenOOD v1.5's FSOOD): the ID side is the shifted sets'
+  sample of the ID test set (``--shift-size`` images, ``data.sample_indices``) plus the shifted
+  mix, one shifted copy per sampled image, taken from the shifted sets in turn (image i from
+  set i mod K), so both halves weigh the same whatever the number of sets.
 
 Each shifted set is one cached forward pass (the extraction cache); its images are dropped as
 soon as its row and its share of the mix are taken.
@@ -31,15 +32,16 @@ ScoreFn = Callable[[Any, str, ImageSet, ImageSet | None], torch.Tensor]
 MIX = "shifted-mix"  # the mix's name suffix: "<id set>-shifted-mix"
 
 
-def shift_names(id_name: str) -> list[str]:
-    """The covariate-shifted copies of ``id_name``'s test set (none for a folder ID set, and
-    none when ``OODBENCH_NO_SHIFT=1``: the test suite sets it so that the `score` and `bench`
-    processes it starts skip the 60 real sets, as ``--no-shift`` would)."""
+def shift_names(id_name: str, size: int) -> list[str]:
+    """The covariate-shifted copies of ``id_name``'s test set, ``size`` images each (0: all;
+    none for a folder ID set, and none when ``OODBENCH_NO_SHIFT=1``: the test suite sets it so
+    that the `score` and `bench` processes it starts skip the 60 real sets, as ``--no-shift``
+    would)."""
     if os.environ.get("OODBENCH_NO_SHIFT") == "1":
         return []
     from oodbench.data import shifted_sets
 
-    return list(shifted_sets(id_name))
+    return list(shifted_sets(id_name, size))
 
 
 def shift_label(name: str) -> tuple[str, int]:
@@ -105,7 +107,10 @@ class Mix:
         self.id_set, self.k, self.images = id_set, k, torch.empty_like(id_set.images)
         self.meta: list[str] = []
 
-    def take(self, j: int, shifted: ImageSet) -> None:
+    def take(self, j: int, shifted: ImageSet, index: torch.Tensor | None = None) -> None:
+        """Take set ``j``'s share; ``index``: the sample's images of a set of the whole split."""
+        if index is not None and len(shifted) != len(self.id_set):
+            shifted = shifted.subset(index)
         if shifted.images.shape != self.id_set.images.shape:
             from oodbench.errors import UserError
 
@@ -123,9 +128,11 @@ class Mix:
 
 
 def track(run: Any, detectors: list[Any], writer: Any, base: dict[str, Any], id_set: ImageSet,
-          score: ScoreFn, load: Callable[[str], ImageSet]) -> dict[str, torch.Tensor]:  # fmt: skip
+          score: ScoreFn, load: Callable[[str], ImageSet]
+          ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:  # fmt: skip
     """Write shift.csv and queue failure.csv's rows; return each detector's scores on the
-    shifted mix (empty with ``--no-shift`` or without shifted sets) for the FSOOD rows.
+    shifted mix (empty with ``--no-shift`` or without shifted sets) and the ID test images the
+    shifted sets sample (their clean half of the FSOOD rows).
 
     ``score(det, name, data, like)`` is the orchestrator's cached scoring (scores/ files);
     ``load(name)`` loads a shifted set at the ID geometry."""
@@ -135,7 +142,10 @@ def track(run: Any, detectors: list[Any], writer: Any, base: dict[str, Any], id_
     head = {k: base[k] for k in R.RUN_COLUMNS} | {"weights_hash": wh}
     id_out = run.outputs(f"{tc.dataset}-test", id_set)
     t = run.dir.read_summary().get("temperature")
-    names = shift_names(tc.dataset) if cfg.shift else []
+    names = shift_names(tc.dataset, cfg.shift_size) if cfg.shift else []
+    from oodbench.data import sample_indices
+
+    sample = sample_indices(len(id_set), cfg.shift_size)
     shift_path, fail_path = run.dir.table(R.SHIFT_FILE), run.dir.table(R.FAILURE_FILE)
     done = R.current_keys(shift_path, R.SHIFT_COLUMNS, R.SHIFT_KEY, wh)
     failed = R.current_keys(fail_path, R.FAILURE_COLUMNS, R.FAILURE_KEY, wh)
@@ -143,14 +153,14 @@ def track(run: Any, detectors: list[Any], writer: Any, base: dict[str, Any], id_
         done, failed = set(), set()
     rows = [] if (tc.dataset,) in done else [
         head | shift_row(tc.dataset, id_out.logits, id_out.labels, t, clean=True)]  # fmt: skip
-    mix = Mix(id_set, len(names))
+    mix = Mix(id_set.subset(sample), len(names))
     for j, name in enumerate(names):
         shifted = load(name)
         if (name,) not in done:
             out = run.outputs(f"{name}-test", shifted)
             rows.append(head | shift_row(name, out.logits, out.labels, t))
             run.drop(f"{name}-test")
-        mix.take(j, shifted)
+        mix.take(j, shifted, sample)
         del shifted
     if rows:
         R.merge_rows(shift_path, rows, R.SHIFT_COLUMNS, R.SHIFT_KEY)
@@ -168,4 +178,4 @@ def track(run: Any, detectors: list[Any], writer: Any, base: dict[str, Any], id_
             if (det.label, name) not in failed:
                 row = head | {"detector": det.label, "dataset": name, "params": det.params_text}
                 writer.submit_failure(row, scores, correct, fail_path)
-    return mixed
+    return mixed, sample

@@ -359,7 +359,7 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
         done_fs = set() if cfg.overwrite else done_keys(fsood)
         with RowWriter(path) as writer:
             # the overconfidence track: shift.csv, failure.csv, and the shifted mix's scores
-            mixed = confidence.track(
+            mixed, sample = confidence.track(
                 run, detectors, writer, base, id_set,
                 lambda det, name, data, like: scores_for(run, det, name, data, like),
                 lambda name: load_dataset(cfg, tc, name, "test", geometry, run.datasets),
@@ -383,7 +383,7 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
                     if key not in done:
                         writer.submit(head, id_scores, ood_scores, cfg)
                     if det.label in mixed and key not in done_fs:  # shifted images count as ID
-                        both = torch.cat([id_scores, mixed[det.label]])
+                        both = torch.cat([id_scores[sample], mixed[det.label]])
                         writer.submit(head, both, ood_scores, cfg, path=fsood)
                 run.drop(f"{ood}-test")  # bounded memory: one OOD set at a time
                 del ood_set
