@@ -60,13 +60,15 @@ def test_train_preset_gives_each_loss_its_own_tau_as_bench_does(
     assert typed.loss_params == {"tau": 0.2}
 
 
-@pytest.mark.parametrize("preset", ["icons-wrn16", "icons-wrn40", "alnum-wrn16"])
+@pytest.mark.parametrize(
+    "preset", ["icons-wrn16", "icons-wrn40", "alnum-wrn16", "icons-cnn", "alnum-cnn"]
+)
 def test_offline_setting_presets_name_their_recipe(preset: str, monkeypatch) -> None:
     from oodbench.config import Preset
 
     monkeypatch.setattr(Preset, "check_data", lambda *a: None)  # data or not, the recipe
     cfg = BenchConfig(preset=preset, tracks=("far", "near")).train_config()
-    assert cfg.model in ("wrn_16_2", "wrn_40_2") and cfg.loss_params == {"tau": 0.04}
+    assert cfg.model in ("wrn_16_2", "wrn_40_2", "small_cnn") and "tau" in cfg.loss_params
     assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size) == (0.1, 0.9, 5e-4, 128)
     assert cfg.flip == (cfg.dataset == "icons-ctx8")  # never mirror characters
     assert build_config({}, preset, False, Path("."), None).dataset == cfg.dataset

@@ -214,7 +214,8 @@ def bench(
         str,
         typer.Option(
             help="offline (Fashion-MNIST, CPU), paper-cifar10, paper-cifar100, icons-wrn16, "
-            "icons-wrn40 or alnum-wrn16. Several, comma-separated: one setting each under "
+            "icons-wrn40, alnum-wrn16, icons-cnn or alnum-cnn. Several, comma-separated: one "
+            "setting each under "
             "--out/<preset> and a combined report; the other options apply to every setting."
         ),
     ] = "offline",

@@ -79,7 +79,8 @@ def train(
         str | None,
         typer.Option(
             help="paper-cifar10, paper-cifar100 (the paper's recipe), or an offline "
-            "setting: icons-wrn16, icons-wrn40, alnum-wrn16 (docs/training.md)."
+            "setting: icons-wrn16, icons-wrn40, alnum-wrn16, icons-cnn, alnum-cnn "
+            "(docs/training.md)."
         ),
     ] = None,
     runs_dir: RunsDir = Path("runs"),
