@@ -25,25 +25,29 @@ from scipy.special import digamma
 
 def rc_areas(h_right: np.ndarray, h_wrong: np.ndarray) -> tuple[np.ndarray, ...]:
     """AURC, AUGRC and the optimal AURC (each of shape (b,)) from per-slot counts (b x u) of
-    correct and wrong samples, slots in ascending score order (slots with no sample allowed)."""
+    correct and wrong samples, slots in ascending score order (slots with no sample allowed).
+
+    The threshold at slot j accepts the samples at or above it (suffix sums of the counts).
+    The trapezoid between slot j and the next point has width h_j / n (the coverage lost), so
+    each area is a weighted sum of the risk at j and at the next slot; an empty slot j + 1 has
+    the counts of the next non-empty one, and past the last non-empty slot L the selective
+    risk stays flat down to coverage 0, which adds h_L * risk_L = the wrong samples of slot L.
+    About a dozen passes over the b x u arrays: the bootstrap calls this for every resample."""
     h_right, h_wrong = np.asarray(h_right, np.float64), np.asarray(h_wrong, np.float64)
     n_right, n_wrong = h_right.sum(axis=1), h_wrong.sum(axis=1)
     n = n_right + n_wrong
-    # accepted and errors accepted at the threshold of slot j: samples with score >= slot j
-    accepted = n[:, None] - np.cumsum(h_right + h_wrong, axis=1) + (h_right + h_wrong)
-    errors = n_wrong[:, None] - np.cumsum(h_wrong, axis=1) + h_wrong
-    width = (h_right + h_wrong) / n[:, None]  # coverage lost between slot j and the next point
+    h = h_right + h_wrong
+    accepted = np.cumsum(h[:, ::-1], axis=1)[:, ::-1]  # samples with score >= slot j
+    errors = np.cumsum(h_wrong[:, ::-1], axis=1)[:, ::-1]  # wrong ones among them
+    risk = np.zeros_like(h)
+    np.divide(errors, accepted, out=risk, where=accepted > 0)
+    last = h.shape[1] - 1 - np.argmax(h[:, ::-1] > 0, axis=1)  # last non-empty slot
+    flat = h_wrong[np.arange(h.shape[0]), last]
+    pairs = np.einsum("bu,bu->b", h, risk) + np.einsum("bu,bu->b", h[:, :-1], risk[:, 1:])
     with np.errstate(invalid="ignore", divide="ignore"):
-        risk = np.where(accepted > 0, errors / accepted, 0.0)
-    # the next point: slot j + 1 (an empty slot there has the same counts as the next non-empty
-    # one); past the last non-empty slot, the selective risk stays flat down to coverage 0
-    nxt_accepted = np.concatenate([accepted[:, 1:], np.zeros_like(n)[:, None]], axis=1)
-    nxt_risk = np.concatenate([risk[:, 1:], np.zeros_like(n)[:, None]], axis=1)
-    nxt_risk = np.where(nxt_accepted > 0, nxt_risk, risk)
-    aurc = np.einsum("bu,bu->b", width, (risk + nxt_risk) / 2)
-    general = errors / n[:, None]
-    nxt_general = np.concatenate([general[:, 1:], np.zeros_like(n)[:, None]], axis=1)
-    augrc = np.einsum("bu,bu->b", width, (general + nxt_general) / 2)
+        aurc = (pairs + flat) / (2 * n)
+        general = np.einsum("bu,bu->b", h, errors) + np.einsum("bu,bu->b", h[:, :-1], errors[:, 1:])
+        augrc = general / (2 * n * n)
     return aurc, augrc, optimal_aurc(n_right, n)
 
 

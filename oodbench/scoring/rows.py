@@ -60,21 +60,30 @@ def intervals(
     return out
 
 
+WORKERS = 2  # background threads for rows (at most one per core)
+
+
 class RowWriter:
-    """Metrics rows computed on one background thread while the caller scores the next
-    detector, and merged into metrics.csv in submission order, each as soon as it is done.
+    """Metrics rows computed on background threads while the caller scores the next
+    detector, and merged into metrics.csv (kept sorted by key) each as soon as it is done.
 
     The bootstrap and the paper protocol's draws (numpy and torch, which release the GIL) are
     about 40% of ``score -d all``; overlapping them with the detectors' fits and forward passes
-    saves most of that on 2 cores (docs/performance.md). A failed row raises at the next
-    ``submit`` or at ``rows``; leaving the block early cancels the rows not yet started.
+    saves most of that on 2 cores (docs/performance.md). With the overconfidence track's
+    failure and full-spectrum rows they outlast the forward passes, so a second thread takes
+    rows too (``WORKERS``, at most one per core): the main thread is idle by then. Each merge
+    takes the file's lock (``flock`` on its own open file, so threads exclude each other too).
+    A failed row raises at the next ``submit`` or at ``rows``; leaving the block early cancels
+    the rows not yet started.
     """
 
     def __init__(self, path: Path) -> None:
+        import os
         from concurrent.futures import ThreadPoolExecutor
 
         self.path = path
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="oodbench-metrics")
+        workers = max(1, min(WORKERS, os.cpu_count() or 1))
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="oodbench-metrics")
         self.pending: list[Any] = []
 
     def _finish(self, head: dict[str, Any], id_scores: torch.Tensor, ood_scores: torch.Tensor,
