@@ -8,7 +8,7 @@ no user-facing dataset is faked.
 
     .venv/bin/python benchmarks/gpu_check.py                     # the full check (GPU)
     .venv/bin/python benchmarks/gpu_check.py --compile           # + torch.compile
-    .venv/bin/python benchmarks/gpu_check.py --tiny              # CPU smoke (seconds)
+    .venv/bin/python benchmarks/gpu_check.py --tiny --no-shift   # CPU smoke (seconds)
 
 Both loops use the same model, batch size (128), SGD settings and augmentation (random crop,
 padding 4, horizontal flip). oodbench: uint8 data resident on the device, batched crop/flip,
@@ -166,7 +166,7 @@ def time_scoring(args: argparse.Namespace, run: Path, dataset: str) -> dict:
 
     base = {"run_dir": str(run), "ood": (NOISE,) if dataset == SYNTHETIC else ("gaussian",),
             "device": args.device, "batch_size": args.score_batch, "overwrite": True,
-            "root": args.root}  # fmt: skip
+            "root": args.root, "shift": not args.no_shift}  # fmt: skip
     shutil.rmtree(run / "cache", ignore_errors=True)
     shutil.rmtree(run / "scores", ignore_errors=True)
     start = time.perf_counter()
@@ -197,6 +197,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--score-batch", type=int, default=1024)
     parser.add_argument("--root", default=None, help="folder with real CIFAR-10, if any")
     parser.add_argument("--skip-textbook", action="store_true")
+    parser.add_argument(
+        "--no-shift",
+        action="store_true",
+        help="score without the covariate-shifted track (60 corrupted ID sets)",
+    )
     parser.add_argument(
         "--precisions",
         default="auto,fp32",
@@ -281,7 +286,8 @@ def other_losses(args: argparse.Namespace, dataset: str, runs: Path) -> dict:
         trained = time.perf_counter() - start
         ood = (NOISE,) if dataset == SYNTHETIC else ("gaussian",)
         score_cfg = ScoreConfig(run_dir=str(run), detectors=("all",), ood=ood, device=args.device,
-                                batch_size=args.score_batch, root=args.root)  # fmt: skip
+                                batch_size=args.score_batch, root=args.root,
+                                shift=not args.no_shift)  # fmt: skip
         start = time.perf_counter()
         rows = len(score_run(score_cfg, quiet=True))
         scored = time.perf_counter() - start

@@ -5,7 +5,7 @@
 #
 #   bash benchmarks/gpu_check.sh              # eager (bf16 autocast, channels_last)
 #   bash benchmarks/gpu_check.sh --compile    # + torch.compile (its first epoch pays compile)
-#   bash benchmarks/gpu_check.sh --tiny       # CPU smoke test (what tests/test_benchmarks.py runs)
+#   bash benchmarks/gpu_check.sh --tiny --no-shift   # CPU smoke test (tests/test_benchmarks.py)
 #
 # Targets on an H200 (issue 8): oodbench >= 3x the textbook loop; <= 3 s per 50k-image epoch.
 set -euo pipefail

@@ -6,7 +6,8 @@ pass per detector would cost (what a per-detector pipeline without a cache pays)
     .venv/bin/python benchmarks/score_throughput.py [--run-dir RUN] [--ood gaussian ...]
     /usr/bin/time -v .venv/bin/python benchmarks/score_throughput.py --rss-100k  # peak RSS
 
-Without --run-dir a tiny small_cnn run (1 epoch, 512 images) is trained in a temp dir.
+Without --run-dir a tiny small_cnn run (1 epoch, 512 images) is trained in a temp dir. No
+covariate-shifted track (``shift=False``; benchmarks/shifted_build.py times it).
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ def timed(cfg: ScoreConfig) -> float:
 
 def throughput(run: Path, ood: tuple[str, ...], batch_size: int) -> None:
     names = tuple(detectors.names(include_model=False))
-    base = {"run_dir": str(run), "ood": ood, "device": "cpu", "batch_size": batch_size}
+    base = {
+        "run_dir": str(run),
+        "ood": ood,
+        "device": "cpu",
+        "batch_size": batch_size,
+        "shift": False,
+    }
     shutil.rmtree(run / "cache", ignore_errors=True)
     shutil.rmtree(run / "scores", ignore_errors=True)
     # Cold: extraction of ID test/val/train and each OOD set, plus msp (negligible scoring).
@@ -64,7 +71,7 @@ def rss_100k(run: Path, batch_size: int) -> None:
         available=lambda root: True,
     ))  # fmt: skip
     cfg = ScoreConfig(run_dir=str(run), ood=("uniform-100k",), detectors=("energy", "knn"),
-                      device="cpu", batch_size=batch_size, overwrite=True)  # fmt: skip
+                      device="cpu", batch_size=batch_size, overwrite=True, shift=False)  # fmt: skip
     print(f"scored 100,000 OOD images in {timed(cfg):.1f} s")
 
 

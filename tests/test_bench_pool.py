@@ -1,6 +1,8 @@
 """bench through submitit's local executor (``--launcher local --jobs 2``): a 2-loss x 2-seed
 tiny bench gets the very numbers of the serial bench, and a pool killed halfway (the whole
-process group, SIGKILL) finishes, on the same command, only the jobs that were not done.
+process group, SIGKILL) finishes, on the same command, only the jobs that were not done. The
+serial bench (CE and T2FNorm, so its report has the loss x detector matrix) also carries the
+matrix's end-to-end test: every report format and the heatmap.
 Slow: each tiny bench trains 4 runs and scores them (``pytest -m slow tests/test_bench_pool.py``).
 """
 
@@ -14,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from _bench import same_numbers
@@ -22,9 +25,10 @@ from _cli import BENCH
 from oodbench.cli import main
 from oodbench.runs import RunDir
 
-STUDY = ["--losses", "ce,logitnorm", "--seeds", "0,1", "-d", "msp", "--ood", "mnist-5k",
-         "--val-ood", "gaussian", *BENCH]  # fmt: skip
-RUNS = [f"seed{s}/{loss}" for s in (0, 1) for loss in ("ce", "logitnorm")]
+LOSSES = ("ce", "t2fnorm")  # a loss beyond the CE / LogitNorm pair: the report has the matrix
+STUDY = ["--losses", ",".join(LOSSES), "--seeds", "0,1", "-d", "msp", "-d", "energy", "--ood",
+         "mnist-5k", "--val-ood", "gaussian", *BENCH]  # fmt: skip
+RUNS = [f"seed{s}/{loss}" for s in (0, 1) for loss in LOSSES]
 POOL = ["--launcher", "local", "--jobs", "2"]
 TIMEOUT = 600  # seconds for the first score job to finish on a busy machine
 
@@ -89,3 +93,36 @@ def test_killed_pool_finishes_only_what_is_missing(serial: Path, tmp_path: Path)
                 if n.startswith("train-")}  # fmt: skip
     assert all(RunDir(out / r).weights.stat().st_mtime_ns == stamps[r] for r in finished)
     _same_numbers(out, serial)
+
+
+@pytest.mark.slow
+def test_serial_bench_reports_the_loss_matrix(
+    serial: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The loss x detector matrix end to end (issue 13): in report.md with its heatmap, and in
+    the json, csv and rich formats; CE is the baseline, not compared with itself."""
+    assert sorted(p.name for p in (serial / "seed0").iterdir()) == sorted(LOSSES)
+    config = json.loads((serial / "seed1" / "t2fnorm" / "config.json").read_text())
+    assert config["loss"] == "t2fnorm" and config["loss_params"] == {"tau": 0.1}
+    assert config["seed"] == 1 and config["epochs"] == 1
+    report = (serial / "report.md").read_text()
+    assert "Loss × detector matrix" in report and "ΔFPR95 vs CE" in report
+    assert (
+        "Best detector for each loss" in report and "ID accuracy and calibration per loss" in report
+    )
+    heatmap = serial / "plots" / "loss_detector_heatmap.png"
+    assert heatmap.stat().st_size > 5000 and "loss_detector_heatmap.png" in report
+
+    doc_path, csv_path = tmp_path / "r.json", tmp_path / "r.csv"
+    assert main(["report", str(serial), "--format", "json", "--out", str(doc_path)]) == 0
+    matrix = json.loads(doc_path.read_text())["matrix"]
+    pairs = {(loss, det) for loss in LOSSES for det in ("msp", "energy")}
+    assert {(r["loss"], r["detector"]) for r in matrix} == pairs
+    assert all(r["n_seeds"] == 2 for r in matrix)
+    assert main(["report", str(serial), "--format", "csv", "--out", str(csv_path)]) == 0
+    table = pd.read_csv(tmp_path / "r.matrix.csv")
+    assert len(table) == len(pairs) and {"fpr95_delta", "fpr95_significant"} <= set(table.columns)
+    delta = table.set_index(["loss", "detector"])["fpr95_delta"]
+    assert delta["ce"].isna().all() and delta["t2fnorm"].notna().all()
+    assert main(["report", str(serial), "--format", "rich"]) == 0
+    assert "Loss × detector matrix" in capsys.readouterr().out

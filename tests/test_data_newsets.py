@@ -145,7 +145,8 @@ FULL = {
 @pytest.mark.parametrize("name", ["icons-ctx8", "alnum-fonts"])
 def test_full_build_matches_recorded_checksum(name: str) -> None:
     # ~30 minutes on 2 cores (about 1,700 s for the icons' SVGs): more than CI's whole budget,
-    # so it runs where asked (`make test-data`), not in `make test-slow`.
+    # so it runs where asked (`make test-data`), not in `make test-slow` (what CI runs): the one
+    # slow test CI skips (the `heavy` marker).
     if not os.environ.get("OODBENCH_FULL_DATA"):
         pytest.skip("rebuilds the full set (~30 min): OODBENCH_FULL_DATA=1, or make test-data")
     if not DATASETS.get(name).available(None):

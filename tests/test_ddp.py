@@ -40,7 +40,6 @@ def test_epoch_plan_gives_each_rank_a_disjoint_shard(n: int, world: int) -> None
     assert indices[0] != epoch_plan(cfg, 4, n, Dist(0, world, cpu))[0].tolist()  # reshuffled
 
 
-@pytest.mark.heavy
 @pytest.mark.slow  # two fresh torch processes: ~30 s idle, 80 s on a busy 2-core machine
 def test_two_process_gloo_run(tmp_path: Path) -> None:
     runs, probe = tmp_path / "runs", tmp_path / "probe"

@@ -104,7 +104,6 @@ def test_one_rank_world_is_plain_extraction() -> None:
     assert out is not None and len(out) == 40
 
 
-@pytest.mark.heavy
 @pytest.mark.slow  # scores the shared tiny run with 1 and with 2 torchrun processes
 def test_torchrun_score_writes_the_single_process_cache(trained_run: Path, tmp_path: Path) -> None:
     env = os.environ | {"OMP_NUM_THREADS": "1"}

@@ -1,9 +1,10 @@
 """T2FNorm, ELogitNorm, label smoothing and RegMixup (issue 13): each against an independent,
 hand-written computation of its formula on a tiny example; each trains a timm backbone, resumes
-bitwise, and runs under two-process DDP (slow)."""
+bitwise, and runs under two-process DDP (slow: the four in one torchrun launch)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -209,17 +210,21 @@ def test_new_loss_resumes_bitwise(
     assert ref.keys() == cut.keys() and all(torch.equal(ref[k], cut[k]) for k in ref)
 
 
-@pytest.mark.heavy
-@pytest.mark.slow  # four pairs of torch processes: several minutes on a busy 2-core machine
-@pytest.mark.parametrize("name", NEW)
-def test_new_loss_runs_under_two_process_ddp(tmp_path: Path, name: str) -> None:
+@pytest.mark.slow  # one torchrun launch (two processes) trains the four losses in turn
+def test_new_losses_run_under_two_process_ddp(tmp_path: Path) -> None:
+    cmds: list[str] = []
+    for name in NEW:
+        cmds += ["train", "--runs-dir", str(tmp_path), "--name", name, "--loss", name, "--subset",
+                 "128", "--batch-size", "64", "--val-size", "64", "--epochs", "1", "--device",
+                 "cpu", "-q", "--"]  # fmt: skip
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "oodbench", "train", "--runs-dir", str(tmp_path), "--name", "ddp", "--loss", name,
-           "--subset", "128", "--batch-size", "64", "--val-size", "64", "--epochs", "1",
-           "--device", "cpu", "-q"]  # fmt: skip
+           str(Path(__file__).parent / "_ddp_many.py"), *cmds]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    history = (tmp_path / "ddp" / "history.csv").read_text().splitlines()
-    assert len(history) == 2 and "nan" not in history[1]
-    assert '"world_size": 2' in (tmp_path / "ddp" / "config.json").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(NEW)
+    for name in NEW:
+        history = (tmp_path / name / "history.csv").read_text().splitlines()
+        assert len(history) == 2 and "nan" not in history[1], name
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert config["world_size"] == 2 and config["loss"] == name, name

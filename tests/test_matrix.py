@@ -1,9 +1,9 @@
-"""The loss x detector matrix (issue 13): numbers on a hand-made frame, then `bench --losses`
-end to end on tiny data with every report format and the heatmap."""
+"""The loss x detector matrix (issue 13): numbers on a hand-made frame, and `bench --losses`
+refusing bad names. The matrix end to end (a 2-loss x 2-seed tiny bench, every report format,
+the heatmap) is tests/test_bench_pool.py's, on the serial bench that test compares with."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -117,43 +117,6 @@ def test_the_ce_logitnorm_pair_alone_keeps_its_old_report() -> None:
     pair = [Group("CE", "ce", "m", "d"), Group("LogitNorm", "logitnorm", "m", "d")]
     assert not wanted(pair)
     assert wanted([*pair, Group("T2FNorm", "t2fnorm", "m", "d")])
-
-
-@pytest.mark.heavy  # a 3-loss x 2-seed bench, 90 s; test_bench_settings runs a bench in CI
-@pytest.mark.slow
-def test_bench_losses_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "bench"
-    argv = ["bench", "--out", str(out), "--losses", "ce,t2fnorm,label-smoothing", "--seeds",
-            "0,1", "-d", "msp", "-d", "energy", "--ood", "mnist-5k", "--no-tune",
-            *BENCH]  # fmt: skip
-    assert main(argv) == 0, capsys.readouterr().err
-    assert sorted(p.name for p in (out / "seed0").iterdir()) == ["ce", "label-smoothing",
-                                                                   "t2fnorm"]  # fmt: skip
-    config = json.loads((out / "seed1" / "t2fnorm" / "config.json").read_text())
-    assert config["loss"] == "t2fnorm" and config["loss_params"] == {"tau": 0.1}
-    assert config["seed"] == 1 and config["epochs"] == 1
-    report = (out / "report.md").read_text()
-    assert "Loss × detector matrix" in report and "ΔFPR95 vs CE" in report
-    assert (
-        "Best detector for each loss" in report and "ID accuracy and calibration per loss" in report
-    )
-    heatmap = out / "plots" / "loss_detector_heatmap.png"
-    assert heatmap.stat().st_size > 5000 and "loss_detector_heatmap.png" in report
-
-    doc_path, csv_path = tmp_path / "r.json", tmp_path / "r.csv"
-    assert main(["report", str(out), "--format", "json", "--out", str(doc_path)]) == 0
-    matrix = json.loads(doc_path.read_text())["matrix"]
-    assert {(r["loss"], r["detector"]) for r in matrix} == {
-        (loss, det) for loss in ("ce", "t2fnorm", "label-smoothing") for det in ("msp", "energy")
-    }
-    assert all(r["n_seeds"] == 2 for r in matrix)
-    assert main(["report", str(out), "--format", "csv", "--out", str(csv_path)]) == 0
-    table = pd.read_csv(tmp_path / "r.matrix.csv")
-    assert len(table) == 6 and {"fpr95_delta", "fpr95_significant"} <= set(table.columns)
-    ce = table[table["loss"] == "ce"]
-    assert ce["fpr95_delta"].isna().all()  # CE is the baseline, not compared with itself
-    assert main(["report", str(out), "--format", "rich"]) == 0
-    assert "Loss × detector matrix" in capsys.readouterr().out
 
 
 def test_bench_losses_refuses_bad_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
