@@ -215,6 +215,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the whole processes")
     parser.add_argument("--no-process", action="store_true", help="skip the whole processes")
     parser.add_argument(
+        "--process-rounds", type=int, default=None, help="rounds of whole processes (2; 1 --quick)"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -234,7 +237,7 @@ def main() -> None:
           f"load avg at start {os.getloadavg()[0]:.1f}")  # fmt: skip
     in_process(cfg, args.rounds, args.steps)
     if not args.no_process:
-        whole_processes(args.subset, args.epochs, 1 if args.quick else 2)
+        whole_processes(args.subset, args.epochs, args.process_rounds or (1 if args.quick else 2))
 
 
 if __name__ == "__main__":

@@ -73,10 +73,10 @@ def test_scaling_tiny() -> None:
     assert re.search(r"^\| 4 \| [\d.]+ \| msp, maxlogit, energy, entropy \|$", out, re.M), out
 
 
-@pytest.mark.slow  # a few steps of each variant, then two 1-epoch 512-image processes
+@pytest.mark.slow  # a few steps of each variant, then two 1-epoch 512-image processes, once
 def test_train_throughput_tiny() -> None:
     out = _run([sys.executable, "benchmarks/train_throughput.py", "--subset", "512", "--steps",
-                "2", "--rounds", "1", "--epochs", "1"])  # fmt: skip
+                "2", "--rounds", "1", "--epochs", "1", "--process-rounds", "1"])  # fmt: skip
     rows = dict(re.findall(r"^\| (loop \w+|bare \w+|textbook) \| ([\d,]+) \|", out, re.M))
     assert {"loop fp32", "bare fp32", "textbook"} <= set(rows), out
     ips = {k: float(v.replace(",", "")) for k, v in rows.items()}
