@@ -26,7 +26,7 @@ from oodbench.cli import main
 from oodbench.runs import RunDir
 
 LOSSES = ("ce", "t2fnorm")  # a loss beyond the CE / LogitNorm pair: the report has the matrix
-STUDY = ["--losses", ",".join(LOSSES), "--seeds", "0,1", "-d", "msp", "-d", "energy", "--ood",
+STUDY = ["--losses", ",".join(LOSSES), "--seeds", "0,1", "-d", "msp", "-d", "maxlogit", "--ood",
          "mnist-5k", "--val-ood", "gaussian", *BENCH]  # fmt: skip
 RUNS = [f"seed{s}/{loss}" for s in (0, 1) for loss in LOSSES]
 POOL = ["--launcher", "local", "--jobs", "2"]
@@ -52,7 +52,7 @@ def serial(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _same_numbers(out: Path, serial: Path) -> None:
-    same_numbers(out, serial, RUNS, rows=2)  # msp, and energy tuned on validation data
+    same_numbers(out, serial, RUNS, rows=2)  # msp and maxlogit
     assert (out / "report.md").is_file() and "Not finished" not in (out / "report.md").read_text()
 
 
@@ -116,8 +116,8 @@ def test_serial_bench_reports_the_loss_matrix(
     doc_path, csv_path = tmp_path / "r.json", tmp_path / "r.csv"
     assert main(["report", str(serial), "--format", "json", "--out", str(doc_path)]) == 0
     matrix = json.loads(doc_path.read_text())["matrix"]
-    pairs = {(loss, det) for loss in LOSSES for det in ("msp", "energy[tuned]")}
-    assert {(r["loss"], r["detector"]) for r in matrix} == pairs  # msp: tuned and defaults rows
+    pairs = {(loss, det) for loss in LOSSES for det in ("msp", "maxlogit")}
+    assert {(r["loss"], r["detector"]) for r in matrix} == pairs
     assert all(r["n_seeds"] == 2 for r in matrix)
     assert main(["report", str(serial), "--format", "csv", "--out", str(csv_path)]) == 0
     table = pd.read_csv(tmp_path / "r.matrix.csv")

@@ -210,15 +210,15 @@ def test_existing_run_dir_is_refused_without_resume_or_overwrite(
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.slow  # 4 epochs on 20,000 images: about a minute and a half on 2 cores
+@pytest.mark.slow  # 4 epochs on 15,000 images: about a minute on 2 idle cores
 def test_small_cnn_learns_fashion_mnist(tmp_path: Path) -> None:
     """The default recipe (small_cnn, CE, SGD with cosine, crop and flip) really learns: 4
-    epochs on 20,000 training images reach 85% on the whole test set and on the held-out
-    validation split (86.7% / 87.0% measured, chance 10%). The full 5-epoch run on all 55,000
+    epochs on 15,000 training images reach 84% on the whole test set and on the held-out
+    validation split (85.8% / 86.1% measured, chance 10%). The full 5-epoch run on all 55,000
     images reaches 90.3%: docs/training.md's table, too long for CI."""
     args = ["train", "--runs-dir", str(tmp_path), "--name", "ce", "--epochs", "4", "-q"]
-    assert main([*args, "--subset", "20000", "--device", "cpu"]) == 0
+    assert main([*args, "--subset", "15000", "--device", "cpu"]) == 0
     history = pd.read_csv(tmp_path / "ce" / "history.csv")
     assert len(history) == 4, history.to_string()
     last = history.iloc[-1]
-    assert last["test_acc"] >= 85.0 and last["val_acc"] >= 85.0, history.to_string()
+    assert last["test_acc"] >= 84.0 and last["val_acc"] >= 84.0, history.to_string()
