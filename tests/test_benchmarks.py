@@ -46,7 +46,7 @@ def test_scaling_markdown_table() -> None:
     assert text.splitlines() == ["| n | s |", "|---|---|", "| 1 | 0.50 |", "| 20 | 1,234.50 |"]
 
 
-@pytest.mark.slow  # ~30 s on a busy 2-core machine
+@pytest.mark.slow  # 130 s at load 4-5 on 2 cores (no shifted track: it was 200 s idle)
 def test_gpu_check_tiny_on_cpu() -> None:
     out = _run(["bash", "benchmarks/gpu_check.sh", "--tiny", "--device", "cpu", "--no-shift"])
     ours = re.search(r"oodbench loop:\s+(\d+) img/s\s+([\d.]+) s/epoch", out)
@@ -65,7 +65,7 @@ def test_gpu_check_tiny_on_cpu() -> None:
         assert line and float(line[1]) > 0 and int(line[2]) == every, out
 
 
-@pytest.mark.slow  # trains 4 tiny runs and scores one: ~40 s
+@pytest.mark.slow  # trains 2 tiny runs, scores one 10 times: 96 s at load 4-5 on 2 cores
 def test_scaling_tiny() -> None:
     out = _run([sys.executable, "benchmarks/scaling.py", "--tiny"])
     assert re.search(r"^\| 256 \| [\d.]+ \|", out, re.M), out
