@@ -25,9 +25,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # The linear head detectors score with: the loss's inference head (T2FNorm: W / tau, as
 # OpenOOD scores it) or the trained one as it is (oodbench.scoring.inputs.load_network).
 HEADS = ("inference", "raw")
-# Test images per covariate-shifted set (--shift-size; 0: the whole test split): a seeded sample
-# keeps the shifted track's 60 sets at about a fifth of the whole split's cost (docs/datasets.md)
-SHIFT_SIZE = 2000
+SHIFT_SIZE = 2000  # --shift-size: images per covariate-shifted set (= data shifted.SAMPLE)
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 _PARAM = re.compile(r"^([A-Za-z0-9_-]+)\.([A-Za-z_][A-Za-z0-9_]*)=(.+)$")
 
@@ -224,8 +222,7 @@ _PAPER_RECIPE: dict[str, Any] = {
     # temperature scaling and --tune have an ID validation split; see docs/training.md).
     "val_size": 0,
 }
-# The offline settings of issue 26 (docs/training.md: the paper's optimiser with cosine on
-# icons-ctx8 or alnum-fonts; epochs and tau provisional): recipe, ood, val_ood, tracks.
+# The offline settings of issue 26 (docs/training.md): recipe, ood, val_ood, tracks.
 SETTINGS: dict[str, dict[str, Any]] = {
     name: {k: tuple(v) if isinstance(v, list) else v for k, v in fields_.items()}
     for name, fields_ in json.loads((Path(__file__).parent / "settings.json").read_text()).items()
@@ -236,8 +233,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper-cifar100": _PAPER_RECIPE | {"dataset": "cifar100"},
     **{name: setting["recipe"] for name, setting in SETTINGS.items()},
 }
-# A preset's tau is LogitNorm's (the paper's value); every other loss, T2FNorm's tau included,
-# keeps the default it declares, under `train --preset` and `bench --preset` alike.
+# A preset's tau is LogitNorm's; every other loss (T2FNorm too) keeps its declared default.
 PRESET_TAU_LOSS = "logitnorm"
 
 
