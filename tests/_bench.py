@@ -36,4 +36,7 @@ def same_numbers(out: Path, whole: Path, runs: list[str], rows: int) -> None:
         new, old = (d.read_metrics().sort_values(KEY).drop(columns="weights_hash") for d in (a, b))
         assert len(new) == rows and new["n_boot"].notna().all(), name
         pd.testing.assert_frame_equal(new.reset_index(drop=True), old.reset_index(drop=True))
-        assert _summary(a) == _summary(b), name
+        sa, sb = _summary(a), _summary(b)
+        keys = sa.keys() | sb.keys()
+        differ = {k: (sa.get(k), sb.get(k)) for k in keys if sa.get(k) != sb.get(k)}
+        assert not differ, (name, differ)

@@ -371,9 +371,9 @@ def score_local(cfg: ScoreConfig, detectors: list[Detector], quiet: bool = False
                     if (key := (d.label, ood, cfg.protocol, cfg.convention)) not in done
                     or (d.label in mixed and key not in done_fs)
                 ]
-                if not todo:
-                    continue
                 ood_set = load_dataset(cfg, tc, ood, "test", geometry, run.datasets)
+                if not todo:  # loaded anyway: summary.json records the checksum of every set
+                    continue  # the rows were scored on, also when an earlier call was killed
                 for det in todo:
                     id_scores = scores_for(run, det, tc.dataset, id_set, None)
                     ood_scores = scores_for(run, det, ood, ood_set, id_set)
