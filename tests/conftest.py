@@ -59,6 +59,9 @@ def _no_shifted_sets_by_default() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(confidence, "shift_names", lambda id_name, size: [])
         patch.setenv("OODBENCH_NO_SHIFT", "1")  # and in the processes tests start
+        # 100 bootstrap resamples a row, not 1,000: a tenth of the cost, which was most of a
+        # tiny bench's scoring (1 s per OOD row, 2.4 s per failure row); the code is the same
+        patch.setenv("OODBENCH_N_BOOT", "100")
         yield
 
 

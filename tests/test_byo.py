@@ -152,7 +152,10 @@ def test_large_folder_is_memory_mapped(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     n, pixels, grown = map(int, done.stdout.split())
     assert n == 1200 and pixels == 1200 * 3 * 128 * 128
-    assert grown < pixels / 4, (
+    # A loader that holds the set in anonymous memory grows by at least ``pixels``; the memory
+    # map's own overhead (thread arenas, decoder buffers) measured up to 15 MB here, so half of
+    # the pixels separates the two with room (a quarter failed once at 15 MB of 59 MB).
+    assert grown < pixels / 2, (
         f"anonymous memory grew {grown / 1e6:.0f} MB for {pixels / 1e6:.0f} MB"
     )
     assert list(env_cache.glob("datasets/folder-test-*/images.npy"))

@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _cli import SCORE
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 from test_report_fixtures import make_run
 
 from oodbench import metrics
+from oodbench.cli import main
 from oodbench.report import build, render
 from oodbench.runs import INTERVALS, read_metrics
 
@@ -81,6 +83,18 @@ def test_paired_interval_t_and_one_seed() -> None:
     assert hi - lo == pytest.approx(2 * 4.302652729911275 * 1.0 / math.sqrt(3))  # t_{.975,2}
 
 
+@pytest.mark.parametrize("value", ["ten", "5", "-100"])
+def test_a_bad_resample_count_fails_before_any_work(
+    run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    before = (run / "metrics.csv").read_bytes()
+    monkeypatch.setenv("OODBENCH_N_BOOT", value)
+    assert main(["score", str(run), "-d", "maxlogit", "--ood", "gaussian", *SCORE]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "OODBENCH_N_BOOT" in err and repr(value) in err and len(err.splitlines()) == 1
+    assert (run / "metrics.csv").read_bytes() == before  # no row was added
+
+
 def test_010_rows_read_without_intervals() -> None:
     table = read_metrics(Path(__file__).parent / "fixtures" / "v010" / "metrics.csv")
     assert set(INTERVALS) <= set(table.columns) and table[INTERVALS].isna().all().all()
@@ -89,7 +103,7 @@ def test_010_rows_read_without_intervals() -> None:
 
 def test_scored_rows_carry_intervals(scored_run: Path) -> None:
     rows = read_metrics(scored_run / "metrics.csv")
-    assert (rows["n_boot"] == metrics.N_BOOT).all()
+    assert (rows["n_boot"] == 100).all()  # the suite's OODBENCH_N_BOOT (tests/conftest.py)
     for v in NAMES:
         assert (rows[f"{v}_lo"] <= rows[v] + 1e-9).all() and (
             rows[v] <= rows[f"{v}_hi"] + 1e-9

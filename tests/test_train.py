@@ -210,15 +210,16 @@ def test_existing_run_dir_is_refused_without_resume_or_overwrite(
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.slow  # 4 epochs on 15,000 images: about a minute on 2 idle cores
+@pytest.mark.slow  # 3 epochs on 6,000 images: 43 s on 2 busy cores
 def test_small_cnn_learns_fashion_mnist(tmp_path: Path) -> None:
-    """The default recipe (small_cnn, CE, SGD with cosine, crop and flip) really learns: 4
-    epochs on 15,000 training images reach 84% on the whole test set and on the held-out
-    validation split (85.8% / 86.1% measured, chance 10%). The full 5-epoch run on all 55,000
-    images reaches 90.3%: docs/training.md's table, too long for CI."""
-    args = ["train", "--runs-dir", str(tmp_path), "--name", "ce", "--epochs", "4", "-q"]
-    assert main([*args, "--subset", "15000", "--device", "cpu"]) == 0
+    """The default recipe (small_cnn, CE, SGD with cosine, crop and flip) really learns: 3
+    epochs on 6,000 training images reach 75% on the first 6,000 test images (``--subset``
+    caps the per-epoch test pass too) and on the held-out validation split (78.3% / 79.2%
+    measured, chance 10%). The full 5-epoch run on all 55,000 images reaches 90.3%:
+    docs/training.md's table, too long for CI."""
+    args = ["train", "--runs-dir", str(tmp_path), "--name", "ce", "--epochs", "3", "-q"]
+    assert main([*args, "--subset", "6000", "--device", "cpu"]) == 0
     history = pd.read_csv(tmp_path / "ce" / "history.csv")
-    assert len(history) == 4, history.to_string()
+    assert len(history) == 3, history.to_string()
     last = history.iloc[-1]
-    assert last["test_acc"] >= 84.0 and last["val_acc"] >= 84.0, history.to_string()
+    assert last["test_acc"] >= 75.0 and last["val_acc"] >= 75.0, history.to_string()

@@ -26,6 +26,7 @@ import torch
 
 from oodbench import metrics
 from oodbench.data.imageset import ImageSet
+from oodbench.errors import UserError
 from oodbench.scoring.rowfiles import CLEAN, FAILURE_VALUES
 
 ScoreFn = Callable[[Any, str, ImageSet, ImageSet | None], torch.Tensor]
@@ -78,15 +79,25 @@ def correct_of(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     return (logits.argmax(dim=1) == labels).numpy()
 
 
+def resamples() -> int:
+    """Bootstrap resamples per metrics or failure row: ``OODBENCH_N_BOOT``, else
+    ``metrics.N_BOOT`` (1000). Fewer are quicker and give rougher bounds; each row records its
+    count in ``n_boot``. The test suite sets 100."""
+    text = os.environ.get("OODBENCH_N_BOOT", str(metrics.N_BOOT))
+    if not text.isdigit() or int(text) < 10:
+        raise UserError(f"OODBENCH_N_BOOT must be a whole number of resamples, at least 10; "
+                        f"got {text!r}")  # fmt: skip
+    return int(text)
+
+
 def failure_row(scores: torch.Tensor, correct: np.ndarray, key: tuple) -> dict[str, Any]:
     """The failure metrics in percent with their bootstrap intervals, seeded by ``key``."""
-    point = metrics.failure_metrics(scores, correct)
-    found = metrics.failure_intervals(scores, correct, n_boot=metrics.N_BOOT,
-                                      seed=metrics.row_seed(*key))  # fmt: skip
+    point, n_boot = metrics.failure_metrics(scores, correct), resamples()
+    found = metrics.failure_intervals(scores, correct, n_boot=n_boot, seed=metrics.row_seed(*key))
     row: dict[str, Any] = {k: 100 * point[k] for k in FAILURE_VALUES}
     for k, (lo, hi) in found.items():
         row[f"{k}_lo"], row[f"{k}_hi"] = 100 * lo, 100 * hi
-    return row | {"n": len(correct), "n_wrong": int((~correct).sum()), "n_boot": metrics.N_BOOT}
+    return row | {"n": len(correct), "n_wrong": int((~correct).sum()), "n_boot": n_boot}
 
 
 def shift_row(name: str, logits: torch.Tensor, labels: torch.Tensor, t: float | None,

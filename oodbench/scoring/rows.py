@@ -51,7 +51,9 @@ def intervals(
     scores with replacement from the whole OOD set (the paper protocol's subsample size), so
     under the paper protocol the interval is that of one draw: conservative for the mean of
     the draws, which is never less precise than one draw (docs/metrics.md)."""
-    n_boot = metrics.N_BOOT
+    from oodbench.scoring.confidence import resamples
+
+    n_boot = resamples()
     found = metrics.bootstrap_intervals(id_scores, ood_scores, cfg.positive, n_boot=n_boot,
                                         seed=metrics.row_seed(*key), ood_size=size)  # fmt: skip
     out: dict[str, float] = {"n_boot": n_boot}

@@ -300,7 +300,8 @@ def score_run(cfg: ScoreConfig, quiet: bool = False) -> ScoreResult:
     Under torchrun the extraction is sharded over the ranks first (``sharded.prefetch``) and
     rank 0 scores from the warm cache; the other ranks return no rows.
     """
-    detectors = build_detectors(cfg)  # bad names and flags fail before any work
+    detectors = build_detectors(cfg)  # bad names, flags and OODBENCH_N_BOOT fail before work
+    confidence.resamples()
     if sharded.world_size() == 1:
         return score_local(cfg, detectors, quiet)
     from oodbench.parallel import cleanup, init
