@@ -48,8 +48,9 @@ def test_scaling_markdown_table() -> None:
 
 @pytest.mark.slow  # 75 s in CI with four losses after CE, before they became two
 def test_gpu_check_tiny_on_cpu() -> None:
-    out = _run(["bash", "benchmarks/gpu_check.sh", "--tiny", "--device", "cpu", "--no-shift",
-                "--losses", "logitnorm,t2fnorm"])  # two of the four: CI's 20 minutes
+    cmd = ["bash", "benchmarks/gpu_check.sh", "--tiny", "--device", "cpu", "--no-shift",
+           "--losses", "logitnorm,t2fnorm"]  # fmt: skip
+    out = _run(cmd)  # two losses after CE of the default four: CI's 20 minutes
     ours = re.search(r"oodbench loop:\s+(\d+) img/s\s+([\d.]+) s/epoch", out)
     book = re.search(r"textbook loop:\s+(\d+) img/s\s+([\d.]+) s/epoch", out)
     ratio = re.search(r"ratio oodbench / textbook: ([\d.]+)x", out)
