@@ -193,8 +193,9 @@ def split_of(full: ImageSet, split: str) -> ImageSet:
              if t == (split == "test")]  # fmt: skip
     meta = {k: v for k, v in full.meta.items()
             if k not in ("font_test", "fonts", "groups", "skipped")}  # fmt: skip
-    return ImageSet(out.images, out.labels, NAME, full.num_classes, full.mean, full.std,
-                    {**meta, "split": split, "split_fonts": fonts})  # fmt: skip
+    split_set = ImageSet(out.images, out.labels, NAME, full.num_classes, full.mean, full.std,
+                         {**meta, "split": split, "split_fonts": fonts})  # fmt: skip
+    return classsplit.stored_order(split_set, split)
 
 
 def font_files(root: Path | None) -> list[Path]:

@@ -24,6 +24,7 @@ import torch
 
 from oodbench.data.imageset import ImageSet
 from oodbench.data.registry import DATASETS, DatasetSpec, LoadRequest, check_split, register
+from oodbench.data.split import derive_seed
 
 BASE = "fashion-mnist"
 CLASSES = (
@@ -189,3 +190,12 @@ def _register(suffix: str, seed: int | None) -> None:
 _register("", None)
 for _seed in SPLIT_SEEDS:
     _register(f"-s{_seed}", _seed)
+
+
+def stored_order(data: ImageSet, split: str) -> ImageSet:
+    """``data`` in a fixed shuffled order, seeded by its name and split. A built set comes out
+    class by class (icons-ctx8) or font by font (alnum-fonts), and ``--subset N`` and the
+    per-epoch test pass read the first N images, which must be a fair sample of the split, as
+    in Fashion-MNIST's files (which come shuffled)."""
+    g = torch.Generator().manual_seed(derive_seed(data.name, split, "stored-order"))
+    return data.subset(torch.randperm(len(data), generator=g))

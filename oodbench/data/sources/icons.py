@@ -124,7 +124,8 @@ def split_of(full: ImageSet, split: str) -> ImageSet:
     meta = {k: v for k, v in full.meta.items() if k not in ("family", "files")}
     meta |= {"split": split, "split_families": dict(sorted(Counter(names).items()))}
     out = full.subset(keep)
-    return ImageSet(out.images, out.labels, NAME, full.num_classes, full.mean, full.std, meta)
+    split_set = ImageSet(out.images, out.labels, NAME, full.num_classes, full.mean, full.std, meta)
+    return classsplit.stored_order(split_set, split)
 
 
 def load_full(root: Path | None) -> ImageSet:
