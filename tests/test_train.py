@@ -210,16 +210,16 @@ def test_existing_run_dir_is_refused_without_resume_or_overwrite(
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.slow  # 3 epochs on 6,000 images: 43 s on 2 busy cores
+@pytest.mark.slow  # 3 epochs on 4,000 images: 29 s on 2 busy cores
 def test_small_cnn_learns_fashion_mnist(tmp_path: Path) -> None:
     """The default recipe (small_cnn, CE, SGD with cosine, crop and flip) really learns: 3
-    epochs on 6,000 training images reach 75% on the first 6,000 test images (``--subset``
-    caps the per-epoch test pass too) and on the held-out validation split (78.3% / 79.2%
+    epochs on 4,000 training images reach 72% on the first 4,000 test images (``--subset``
+    caps the per-epoch test pass too) and on the held-out validation split (75.9% / 77.4%
     measured, chance 10%). The full 5-epoch run on all 55,000 images reaches 90.3%:
     docs/training.md's table, too long for CI."""
     args = ["train", "--runs-dir", str(tmp_path), "--name", "ce", "--epochs", "3", "-q"]
-    assert main([*args, "--subset", "6000", "--device", "cpu"]) == 0
+    assert main([*args, "--subset", "4000", "--device", "cpu"]) == 0
     history = pd.read_csv(tmp_path / "ce" / "history.csv")
     assert len(history) == 3, history.to_string()
     last = history.iloc[-1]
-    assert last["test_acc"] >= 75.0 and last["val_acc"] >= 75.0, history.to_string()
+    assert last["test_acc"] >= 72.0 and last["val_acc"] >= 72.0, history.to_string()
